@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make test`: start the real services on loopback, lint, type-check, run the whole suite, stop them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh start
+trap 'bash scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(bash scripts/services.sh env)"
+
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,63 @@
+"""The ``fleetkit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from fleetkit.config import Settings, load_settings
+from fleetkit.errors import ConfigError
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    workers = args.workers or settings.web_concurrency
+    mode = "embedded" if settings.embedded else "distributed"
+    print(f"fleetkit serve: {mode} mode on http://{args.host or settings.host}:"
+          f"{args.port or settings.port} with {workers} worker(s)", file=sys.stderr)
+    uvicorn.run(
+        "fleetkit.app:app_from_env", factory=True,
+        host=args.host or settings.host, port=args.port or settings.port, workers=workers,
+        loop="uvloop", http="httptools", lifespan="on", access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout), log_level=settings.log_level,
+    )
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = argparse.ArgumentParser(
+        prog="fleetkit", description="Run a Python ASGI API as a fleet sharing Redis/PostgreSQL."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    handlers: dict[str, Handler] = {}
+
+    serve = sub.add_parser("serve", help="run the reference service (uvicorn)")
+    serve.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="processes (WEB_CONCURRENCY)")
+    handlers["serve"] = _serve
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"fleetkit: {exc}", file=sys.stderr)
+        return 2
+    return handlers[args.command](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Settings: the only module that reads the environment.
+
+Names follow the seed (``REDIS_URL``, ``DATABASE_READ_POOL_SIZE``...). Every component takes its
+options as explicit keyword arguments; :class:`Settings` is how the reference service and the CLI
+fill them from the environment. :func:`load_settings` turns a validation failure into a
+:class:`~fleetkit.errors.ConfigError` that names each bad setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from fleetkit.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "parse_policy_list", "redact_url"]
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+                  "rediss+sentinel")
+_DB_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres", "sqlite", "sqlite+aiosqlite")
+_POLICY_RE = re.compile(
+    r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day|s|m|h|d)s?\s*$", re.I
+)
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def parse_policy_list(value: str) -> list[str]:
+    """Split ``"20/second;1000/hour"`` into items, checking each one's shape."""
+    items = [p.strip() for p in re.split(r"[;,]", value) if p.strip()]
+    for item in items:
+        if not _POLICY_RE.match(item):
+            raise ValueError(f"{item!r} is not a rate limit such as '100/minute'")
+    return items
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """fleetkit settings, read from environment variables (case-insensitive) and ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- process / server -------------------------------------------------------------------
+    environment: Literal["development", "production", "test"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(1, ge=1, le=256, description="Worker processes for `serve`.")
+    instance_id: str = Field(default_factory=_default_instance_id)
+    region: str = Field("local", pattern=r"^[a-z0-9-]{1,32}$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    graceful_timeout: float = Field(25.0, gt=0, description="Seconds to drain on SIGTERM.")
+    shutdown_delay: float = Field(
+        0.0, ge=0, description="Seconds /health/ready reports 503 before the listener closes."
+    )
+
+    # --- Redis (seed names) -----------------------------------------------------------------
+    redis_url: str | None = Field(None, description="Main Redis; unset means embedded mode.")
+    redis_rate_limit_url: str | None = Field(None, description="Rate-limit role; defaults to main.")
+    redis_session_url: str | None = Field(None, description="Sessions role; defaults to main.")
+    redis_max_connections: int = Field(64, ge=1, le=10_000, description="Pool size per role.")
+    redis_socket_timeout: float = Field(1.0, gt=0, le=60)
+    redis_connect_timeout: float = Field(1.0, gt=0, le=60)
+    redis_retries: int = Field(2, ge=0, le=20, description="Retries with jittered backoff.")
+
+    # --- PostgreSQL (seed names) ------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./fleetkit.db", description="Primary; SQLite means embedded mode."
+    )
+    database_read_urls: CommaList = Field(default_factory=list)
+    database_connection_limit: int = Field(100, ge=1, le=100_000)
+    database_read_pool_size: int = Field(60, ge=1, le=10_000)
+    database_write_pool_size: int = Field(40, ge=1, le=10_000)
+    database_pool_timeout: float = Field(5.0, gt=0, le=300)
+    database_health_interval: float = Field(30.0, gt=0)
+    database_max_replica_lag: float = Field(5.0, gt=0, description="Seconds of replay lag.")
+    database_statement_cache_size: int = Field(
+        100, ge=0, description="asyncpg prepared statements; 0 behind PgBouncer < 1.21."
+    )
+
+    # --- rate limiting ----------------------------------------------------------------------
+    rate_limit_ip: str = "50/second;5000/hour"
+    rate_limit_user: str = "100/second;20000/hour"
+    rate_limit_login: str = "5/minute;50/hour"
+    rate_limit_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
+    rate_limit_failure_mode: Literal["local", "open", "closed"] = "local"
+    rate_limit_shadow: bool = False
+    rate_limit_fallback_instances: int = Field(1, ge=1, description="Used when no heartbeat.")
+    trusted_proxies: CommaList = Field(default_factory=list, description="CIDRs of proxies.")
+
+    # --- sessions ---------------------------------------------------------------------------
+    session_idle_ttl: int = Field(1800, ge=1)
+    session_absolute_ttl: int = Field(86_400, ge=1)
+    session_max_per_user: int = Field(5, ge=1, le=10_000)
+    session_on_limit: Literal["evict_oldest", "refuse"] = "evict_oldest"
+    session_cookie_name: str = "__Host-session"
+    session_cookie_secure: bool = Field(True, description="False only for plain-HTTP development.")
+    session_regions: CommaList = Field(
+        default_factory=list, description="Other regions: 'name=redis://...' items."
+    )
+    session_monitor_interval: float = Field(30.0, gt=0)
+
+    # --- circuit breaker --------------------------------------------------------------------
+    breaker_failure_rate: float = Field(0.5, gt=0, le=1)
+    breaker_minimum_calls: int = Field(20, ge=1)
+    breaker_window_seconds: float = Field(10.0, gt=0)
+    breaker_wait_open_seconds: float = Field(5.0, gt=0)
+    breaker_half_open_permits: int = Field(3, ge=1)
+
+    # --- audit ------------------------------------------------------------------------------
+    audit_stream_shards: int = Field(4, ge=1, le=1024)
+    audit_spool_dir: Path = Path("./var/audit-spool")
+    audit_batch_size: int = Field(2000, ge=1, le=100_000)
+    audit_max_deliveries: int = Field(5, ge=1)
+
+    # --- health / observability -------------------------------------------------------------
+    health_interval: float = Field(5.0, gt=0)
+    health_timeout: float = Field(0.08, gt=0, le=10, description="Endpoint deadline, seconds.")
+    health_show_details: bool = False
+    prometheus_multiproc_dir: Path | None = None
+
+    # --- reference service ------------------------------------------------------------------
+    admin_email: str | None = Field(None, description="Given the admin role when it registers.")
+
+    @field_validator("database_read_urls", "trusted_proxies", "session_regions", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("redis_url", "redis_rate_limit_url", "redis_session_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in _REDIS_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        _check_db_scheme(value)
+        return value
+
+    @field_validator("database_read_urls")
+    @classmethod
+    def _check_read_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            _check_db_scheme(url)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP network") from exc
+        return value
+
+    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login")
+    @classmethod
+    def _check_policies(cls, value: str) -> str:
+        parse_policy_list(value)
+        return value
+
+    @field_validator("session_regions")
+    @classmethod
+    def _check_regions(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, sep, url = item.partition("=")
+            if not sep or not name or not url:
+                raise ValueError(f"{item!r} must look like 'eu-west=redis://host:6379'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pools(self) -> Settings:
+        if self.session_absolute_ttl < self.session_idle_ttl:
+            raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: every Redis role uses its in-memory backend."""
+        return self.redis_url is None
+
+    @property
+    def pool_sizes(self) -> tuple[int, int]:
+        """(write, read-per-replica) pool sizes capped by ``DATABASE_CONNECTION_LIMIT``.
+
+        The limit is this process's budget across the write pool and every read pool; sizes
+        shrink proportionally when they would exceed it.
+        """
+        replicas = max(1, len(self.database_read_urls))
+        write, read = self.database_write_pool_size, self.database_read_pool_size
+        total = write + read * replicas
+        if total <= self.database_connection_limit:
+            return write, read
+        scale = self.database_connection_limit / total
+        return max(1, int(write * scale)), max(1, int(read * scale))
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``redis://u:secret@h`` → ``redis://u:***@h``) for logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _check_db_scheme(url: str) -> None:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _DB_SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(_DB_SCHEMES)}")
+
+
+class _IsolatedSettings(Settings):
+    """Settings that read nothing from the process environment or ``.env`` (for ``env=``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETKIT_ISOLATED_NEVER_SET_", env_file=None, extra="ignore",
+        validate_default=True,
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from the environment (or ``env``), raising :class:`ConfigError`.
+
+    The error message names every bad setting by its environment variable, e.g.
+    ``DATABASE_READ_POOL_SIZE: Input should be greater than or equal to 1 (got '0')``.
+    """
+    try:
+        if env is None:
+            return Settings(**overrides)
+        fields = set(Settings.model_fields)
+        given = {k.lower(): v for k, v in env.items() if k.lower() in fields}
+        return _IsolatedSettings(**{**given, **overrides})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "SETTINGS"
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {redact_url(str(got))!r})"
+            lines.append(f"{name}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

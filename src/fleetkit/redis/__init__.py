@@ -1,0 +1,23 @@
+"""Redis role clients (main, rate limit, sessions), URL forms, scripts and coalescing."""
+
+from __future__ import annotations
+
+from fleetkit.redis.clients import ROLES, PingResult, RedisClients, Role
+from fleetkit.redis.coalescer import Coalescer
+from fleetkit.redis.connect import AnyRedis, ClientOptions, create_client
+from fleetkit.redis.scripts import Script, wrap_redis_error
+from fleetkit.redis.stats import role_stats
+
+__all__ = [
+    "ROLES",
+    "AnyRedis",
+    "ClientOptions",
+    "Coalescer",
+    "PingResult",
+    "RedisClients",
+    "Role",
+    "Script",
+    "create_client",
+    "role_stats",
+    "wrap_redis_error",
+]
