@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,11 @@ from fleetkit.errors import ConfigError
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+# Each component with commands has a ``cli.py`` exposing
+# ``register(sub: argparse._SubParsersAction) -> dict[str, Handler]``; the key is the subcommand
+# name as stored in ``args.command``. One line per component here.
+COMMAND_MODULES: list[str] = []
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,6 +48,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
     serve.add_argument("--workers", type=int, default=None, help="processes (WEB_CONCURRENCY)")
     handlers["serve"] = _serve
+    for name in COMMAND_MODULES:
+        handlers.update(importlib.import_module(name).register(sub))
     return parser, handlers
 
 
