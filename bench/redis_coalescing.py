@@ -9,7 +9,6 @@ concurrent tasks, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -18,8 +17,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Report, run_concurrent  # noqa: E402
-from fleetkit.redis import ClientOptions, Coalescer, Script, create_client  # noqa: E402
+from bench.harness import Report, run_concurrent
+from fleetkit.redis import ClientOptions, Coalescer, Script, create_client
 
 SCRIPT = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])", name="bench_incr")
 
