@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from fleetkit.redis.scripts import EncodedArg, Script, wrap_redis_error
 from fleetkit.redis.stats import COMMAND_SECONDS, role_stats
@@ -84,15 +84,42 @@ class Coalescer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _raw_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Standalone fast path: one connection, one write, raw replies read in order.
+
+        redis-py's Pipeline object costs ~30% of the throughput in per-command bookkeeping
+        (bench/redis_coalescing.py); replies here skip response callbacks (raw bytes/ints).
+        """
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            results: list[Any] = []
+            for _ in commands:
+                try:
+                    results.append(await conn.read_response())
+                except ResponseError as exc:
+                    results.append(exc)
+            return results
+        except BaseException:
+            # A half-read connection is unusable: drop it rather than return it to the pool.
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
     async def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         self.pipelines += 1
         self.commands += len(commands)
-        pipe = self.client.pipeline(transaction=False)
-        for args in commands:
-            pipe.execute_command(*args)
         start = time.perf_counter()
         try:
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+            if self._cluster:
+                pipe = self.client.pipeline(transaction=False)
+                for args in commands:
+                    pipe.execute_command(*args)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            else:
+                results = await self._raw_pipeline(commands)
         except Exception as exc:
             role_stats(self.role).failed(self.role, exc)
             raise
