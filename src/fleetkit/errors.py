@@ -13,6 +13,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "DatabaseError",
+    "DatabaseUnavailable",
     "FleetkitError",
     "InvalidAuditEvent",
     "NoHealthyDatabase",
@@ -75,6 +76,10 @@ class InvalidAuditEvent(AuditError, ValueError):
 
 class DatabaseError(FleetkitError):
     """A database operation failed."""
+
+
+class DatabaseUnavailable(DatabaseError, BackendUnavailable):
+    """A database server could not be reached, dropped the connection or timed out."""
 
 
 class NoHealthyDatabase(DatabaseError, BackendUnavailable):
