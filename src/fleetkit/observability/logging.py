@@ -1,0 +1,154 @@
+"""Structured JSON logs (orjson) carrying the request id of ``X-Request-ID``.
+
+:class:`RequestIdMiddleware` takes the incoming ``X-Request-ID`` when it is well formed (else
+makes a new one), stores it in a context variable for the duration of the request and returns
+it in the response. :class:`RequestIdFilter` copies it onto every log record, and
+:class:`JsonFormatter` writes one JSON object per line. Secrets never reach the output: keys
+that look like credentials are masked and URL passwords are redacted in every string.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+__all__ = ["REQUEST_ID_HEADER", "JsonFormatter", "RequestIdFilter", "RequestIdMiddleware",
+           "configure_logging", "get_request_id"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_HEADER = "x-request-id"
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("fleetkit_request_id",
+                                                                        default=None)
+# Printable token characters only: no spaces, quotes or CR/LF that could forge log lines.
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|"
+                         r"credential|private[_-]?key|dsn", re.I)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
+_INLINE_SECRET = re.compile(r"\b(password|passwd|secret|token|api[_-]?key)(\s*[=:]\s*)[^\s,;&]+",
+                            re.I)
+_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message",
+                                                                                  "asctime"}
+
+
+def get_request_id() -> str | None:
+    """The current request's id (``None`` outside a request)."""
+    return _request_id.get()
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: accept or mint the request id, expose it, echo it back."""
+
+    def __init__(self, app: ASGIApp, *, header: str = REQUEST_ID_HEADER,
+                 trust_incoming: bool = True) -> None:
+        self.app = app
+        self.header = header.lower().encode("latin-1")
+        self.trust_incoming = trust_incoming
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        if self.trust_incoming:
+            for name, value in scope.get("headers", ()):
+                if name == self.header:
+                    if _VALID_ID.match(value):
+                        request_id = value.decode("ascii")
+                    break  # a malformed or oversized id is replaced, never logged
+        if request_id is None:
+            request_id = _new_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        raw_id = request_id.encode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ())
+                           if k.lower() != self.header]
+                headers.append((self.header, raw_id))
+                message["headers"] = headers
+            await send(message)
+
+        token = _request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` (``None`` outside a request) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        return True
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Mask credential-like keys and URL passwords, recursively."""
+    if key and _SECRET_KEY.search(key):
+        return "***"
+    if isinstance(value, str):
+        return _INLINE_SECRET.sub(r"\1\2***", _URL_PASSWORD.sub(r"\1***@", value))
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, extras, exception."""
+
+    def __init__(self, *, static: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = static or {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or _request_id.get(),
+            **self.static,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and key not in data:
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return orjson.dumps(redact(data), default=str).decode()
+
+
+def configure_logging(*, level: str = "info", json: bool = True,
+                      static: dict[str, Any] | None = None) -> None:
+    """Replace the root handlers with one stderr handler (JSON or plain text) with request ids."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter(static=static) if json else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
