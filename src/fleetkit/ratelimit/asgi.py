@@ -1,0 +1,211 @@
+"""Pure ASGI rate limiting middleware and the IETF RateLimit header fields.
+
+Headers follow draft-ietf-httpapi-ratelimit-headers-11: ``RateLimit-Policy`` lists each limit
+(``"ip-1s";q=50;w=1``) and ``RateLimit`` its state (``"ip-1s";r=49;t=1``); a denial is a 429 with
+``Retry-After`` and an ``application/problem+json`` body of type ``quota-exceeded`` (RFC 9457).
+Shadow mode counts and logs what would be denied and lets it through. The limiter never raises
+on a Redis failure, and the middleware also lets a request through if its key function or the
+limiter fails unexpectedly: rate limiting never turns into a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from fleetkit.ratelimit import metrics
+from fleetkit.ratelimit.keys import KeyFunc, ip_key
+from fleetkit.ratelimit.limiter import Decision, RateLimiter
+from fleetkit.ratelimit.limits import Limit, parse_limits
+
+__all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "problem_body", "ratelimit_headers"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+log = logging.getLogger("fleetkit.ratelimit")
+_TOKEN = re.compile(r"[^A-Za-z0-9_.:*/+-]")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Named limits applied to requests matching ``path``/``methods`` (``path=None``: all).
+
+    ``path`` is exact (``"/login"``) or a prefix ending in ``*`` (``"/api/*"``). ``key`` returns
+    who the request counts against, or None to skip the policy. ``limits`` accepts
+    ``"20/second;1000/hour"``.
+    """
+
+    name: str
+    limits: tuple[Limit, ...] | str | Limit
+    key: KeyFunc = field(default_factory=ip_key)
+    path: str | None = None
+    methods: frozenset[str] | None = None
+    cost: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", parse_limits(self.limits))
+        if self.methods is not None:
+            object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        if not self.name or _TOKEN.search(self.name):
+            raise ValueError(f"policy name {self.name!r} must be a simple token")
+
+    @property
+    def parsed(self) -> tuple[Limit, ...]:
+        assert isinstance(self.limits, tuple)
+        return self.limits
+
+    def matches(self, path: str, method: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.path is None:
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+
+def _item_name(policy: str, limit: Limit) -> str:
+    # An sf-string: keep it to a safe token set so no quoting or escaping is ever needed.
+    return '"' + _TOKEN.sub("_", f"{policy}-{limit.name}") + '"'
+
+
+def ratelimit_headers(results: Sequence[tuple[str, Decision]], *,
+                      jitter: float = 0.0) -> list[tuple[bytes, bytes]]:
+    """``RateLimit-Policy`` and ``RateLimit`` fields (and ``Retry-After`` when denied).
+
+    ``t`` is rounded up to whole seconds plus up to ``jitter`` seconds, so clients told the same
+    reset do not all come back in the same instant.
+    """
+    policies: list[str] = []
+    states: list[str] = []
+    retry: float | None = None
+    for name, decision in results:
+        for state in decision.details:
+            item = _item_name(name, state.limit)
+            window = max(1, math.ceil(state.limit.window))
+            policies.append(f"{item};q={state.limit.amount};w={window}")
+            t = math.ceil(state.reset_after + (random.uniform(0, jitter) if jitter else 0.0))
+            states.append(f"{item};r={max(0, state.remaining)};t={t}")
+        if not decision.allowed and decision.retry_after is not None:
+            retry = max(retry or 0.0, decision.retry_after)
+    headers = [(b"ratelimit-policy", ",".join(policies).encode()),
+               (b"ratelimit", ",".join(states).encode())]
+    if retry is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry))).encode()))
+    return headers
+
+
+def problem_body(results: Sequence[tuple[str, Decision]], instance: str | None = None) -> bytes:
+    """RFC 9457 problem details for a 429, naming the violated policies."""
+    violated = [_item_name(name, s.limit).strip('"') for name, d in results if not d.allowed
+                for s in d.details if s.retry_after is not None]
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE,
+        "title": "Request cannot be satisfied as assigned quota has been exceeded",
+        "status": 429,
+        "detail": "Too many requests; retry after the time given in Retry-After.",
+        "violated-policies": violated,
+    }
+    if instance:
+        body["instance"] = instance
+    return orjson.dumps(body)
+
+
+class RateLimitMiddleware:
+    """Apply global and per-route :class:`Policy` objects to HTTP requests.
+
+    ``headers`` adds the RateLimit fields to every limited response; ``shadow`` never blocks.
+    """
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, policies: Sequence[Policy],
+                 shadow: bool = False, headers: bool = True, jitter: float = 0.0,
+                 exempt: Sequence[str] = ()) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.policies = tuple(policies)
+        self.shadow = shadow
+        self.headers = headers
+        self.jitter = jitter
+        self.exempt = tuple(exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        method: str = scope.get("method", "GET")
+        if self.exempt and path.startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        results = await self._decide(scope, path, method)
+        if not results:
+            await self.app(scope, receive, send)
+            return
+        denied = [name for name, d in results if not d.allowed]
+        if denied and self.shadow:
+            for name in denied:
+                metrics.SHADOW_DENIALS.labels(name).inc()
+            log.info("rate limit exceeded (shadow mode, let through): policies=%s path=%s",
+                     ",".join(denied), path)
+        elif denied:
+            await self._reject(send, results, path)
+            return
+        if not self.headers or self.shadow:
+            await self.app(scope, receive, send)
+            return
+        extra = ratelimit_headers(results, jitter=self.jitter)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _decide(self, scope: Scope, path: str,
+                      method: str) -> list[tuple[str, Decision]]:
+        calls: list[tuple[str, Awaitable[Decision]]] = []
+        for policy in self.policies:
+            if not policy.matches(path, method):
+                continue
+            try:
+                key = policy.key(scope)
+            except Exception:  # a buggy key function must not fail the request
+                log.exception("rate limit key function of policy %r failed", policy.name)
+                continue
+            if key is None:
+                continue
+            calls.append((policy.name, self.limiter.hit_many(
+                f"{policy.name}:{key}", policy.parsed, cost=policy.cost, policy=policy.name)))
+        if not calls:
+            return []
+        try:
+            if len(calls) == 1:
+                decisions = [await calls[0][1]]
+            else:  # concurrent, so the coalescer sends them in one pipeline
+                decisions = list(await asyncio.gather(*(c for _, c in calls)))
+        except Exception:  # the limiter already absorbs Redis errors; this is a last guard
+            log.exception("rate limiter failed; letting the request through")
+            return []
+        return [(name, d) for (name, _), d in zip(calls, decisions, strict=True)]
+
+    async def _reject(self, send: Send, results: list[tuple[str, Decision]], path: str) -> None:
+        body = problem_body(results, path)
+        headers = [(b"content-type", b"application/problem+json"),
+                   (b"content-length", str(len(body)).encode()),
+                   *ratelimit_headers(results, jitter=self.jitter)]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

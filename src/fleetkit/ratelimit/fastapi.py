@@ -1,0 +1,113 @@
+"""FastAPI integration: a per-route dependency (or decorator) and the 429 problem+json handler.
+
+    limiter = RateLimiter(redis=client)
+    login_limit = RateLimit(limiter, "5/minute;50/hour", name="login", key=ip_key())
+
+    @app.post("/login", dependencies=[Depends(login_limit)])
+    async def login(): ...
+
+    @app.get("/search")
+    @rate_limited(limiter, "10/second", name="search")
+    async def search(q: str): ...
+
+    install(app)   # renders denials as application/problem+json (else FastAPI's JSON 429)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from fastapi import Depends, FastAPI, Request, Response
+from starlette.exceptions import HTTPException
+
+from fleetkit.ratelimit.asgi import problem_body, ratelimit_headers
+from fleetkit.ratelimit.keys import KeyFunc, ip_key
+from fleetkit.ratelimit.limiter import Decision, RateLimiter
+from fleetkit.ratelimit.limits import Limit, parse_limits
+
+__all__ = ["RateLimit", "RateLimited", "install", "rate_limited"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class RateLimited(HTTPException):
+    """A 429 raised by :class:`RateLimit`; an ``HTTPException`` so that it is a 429 even
+    without :func:`install`."""
+
+    def __init__(self, name: str, decision: Decision, headers: list[tuple[bytes, bytes]]):
+        super().__init__(429, "rate limit exceeded",
+                         headers={k.decode(): v.decode() for k, v in headers})
+        self.policy = name
+        self.decision = decision
+
+
+class RateLimit:
+    """Dependency: limit the route by ``key``; sets the RateLimit fields on the response."""
+
+    def __init__(self, limiter: RateLimiter, limits: str | Limit | Sequence[Limit], *,
+                 name: str = "route", key: KeyFunc | None = None, cost: int = 1,
+                 shadow: bool = False, headers: bool = True) -> None:
+        self.limiter = limiter
+        self.limits = parse_limits(limits if isinstance(limits, str | Limit) else tuple(limits))
+        self.name = name
+        self.key = key or ip_key()
+        self.cost = cost
+        self.shadow = shadow
+        self.headers = headers
+
+    async def __call__(self, request: Request, response: Response) -> Decision | None:
+        try:
+            key = self.key(request.scope)
+        except Exception:  # a key function failure lets the request through
+            return None
+        if key is None:
+            return None
+        decision = await self.limiter.hit_many(f"{self.name}:{key}", self.limits,
+                                               cost=self.cost, policy=self.name)
+        fields = ratelimit_headers([(self.name, decision)]) if self.headers else []
+        if not decision.allowed and not self.shadow:
+            raise RateLimited(self.name, decision, fields)
+        if not self.shadow:
+            for k, v in fields:
+                response.headers[k.decode()] = v.decode()
+        return decision
+
+
+def rate_limited(limiter: RateLimiter, limits: str | Limit | Sequence[Limit], *,
+                 name: str = "route", key: KeyFunc | None = None,
+                 cost: int = 1) -> Callable[[F], F]:
+    """Decorator form of :class:`RateLimit` for async endpoints (place it under ``@app.get``)."""
+    dependency = RateLimit(limiter, limits, name=name, key=key, cost=cost)
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+        extra = inspect.Parameter("_fleetkit_rate_limit", inspect.Parameter.KEYWORD_ONLY,
+                                  default=Depends(dependency))
+        params = list(signature.parameters.values())
+        at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+        params.insert(at, extra)
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, _fleetkit_rate_limit: Any = None, **kwargs: Any) -> Any:
+            return await func(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    fields = ratelimit_headers([(exc.policy, exc.decision)])
+    return Response(problem_body([(exc.policy, exc.decision)], request.url.path), status_code=429,
+                    media_type="application/problem+json",
+                    headers={k.decode(): v.decode() for k, v in fields})
+
+
+def install(app: FastAPI) -> None:
+    """Render :class:`RateLimited` as a 429 ``application/problem+json`` response."""
+    app.add_exception_handler(RateLimited, _handle)
