@@ -1,0 +1,161 @@
+"""In-memory backend: ``breaker.lua`` in Python, for embedded mode and local-only fallback.
+
+Same transitions, same generation and version rules, same half-open leases; the clock is the
+process's monotonic clock instead of Redis ``TIME``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from fleetkit.breaker.rules import BreakerConfig
+from fleetkit.breaker.state import Batch, Snapshot, State
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend:
+    """Shared state of one breaker inside one process."""
+
+    shared = False
+
+    def __init__(self, config: BreakerConfig, *, seed: Snapshot | None = None) -> None:
+        self._c = config
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        now = self._now()
+        self._state: State = seed.state if seed else "closed"
+        self._version = seed.version if seed else 0
+        self._gen = seed.gen if seed else 0
+        self._until = now + int(seed.remaining * 1000) if seed else 0
+        self._epoch = seed.epoch if seed else uuid.uuid4().hex
+        self._opens = 0
+        self._consec = 0
+        self._trials_ok = 0
+        self._buckets: dict[int, list[int]] = {}  # bucket -> [calls, failures, slow]
+        self._leases: dict[str, int] = {}  # lease id -> expiry ms
+
+    @staticmethod
+    def _now() -> int:
+        return int(time.monotonic() * 1000)
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback`` on every change (the in-process pub/sub); returns unsubscribe."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    # --- transitions (mirror breaker.lua) -------------------------------------------------
+    def _snapshot(self, now: int, flag: bool) -> Snapshot:
+        return Snapshot(self._state, self._version, self._gen, max(0, self._until - now) / 1000,
+                        self._epoch, flag)
+
+    def _save(self, now: int) -> None:
+        self._version += 1
+        snap = self._snapshot(now, False)
+        for callback in list(self._subscribers):
+            callback(snap)
+
+    def _open(self, now: int) -> None:
+        self._opens += 1
+        c = self._c
+        wait = min(c.max_wait_open_seconds,
+                   c.wait_open_seconds * c.backoff_multiplier ** (self._opens - 1))
+        self._state, self._until = "open", now + int(wait * 1000)
+        self._consec = self._trials_ok = 0
+        self._buckets.clear()
+        self._leases.clear()
+        self._save(now)
+
+    def _half_open(self, now: int) -> None:
+        self._state, self._gen, self._trials_ok = "half_open", self._gen + 1, 0
+        self._leases.clear()
+        self._save(now)
+
+    def _closed(self, now: int, *, reset_backoff: bool) -> None:
+        self._state, self._gen, self._consec, self._trials_ok, self._until = (
+            "closed", self._gen + 1, 0, 0, 0)
+        if reset_backoff:
+            self._opens = 0
+        self._buckets.clear()
+        self._leases.clear()
+        self._save(now)
+
+    def _begin(self) -> tuple[int, int]:
+        now = self._now()
+        version = self._version
+        if self._state == "open" and now >= self._until:
+            self._half_open(now)
+        return now, version
+
+    def _window(self, current: int) -> tuple[int, int, int]:
+        oldest = current - int(self._c.window_seconds * 1000 / self._c.bucket_ms) + 1
+        for idx in [i for i in self._buckets if i < oldest]:
+            del self._buckets[idx]
+        calls = sum(b[0] for b in self._buckets.values())
+        fails = sum(b[1] for b in self._buckets.values())
+        slow = sum(b[2] for b in self._buckets.values())
+        return calls, fails, slow
+
+    # --- operations -----------------------------------------------------------------------
+    async def flush(self, batch: Batch) -> Snapshot:
+        now, before = self._begin()
+        c = self._c
+        if self._state == "closed" and batch.gen == self._gen and batch.calls > 0:
+            current = now // c.bucket_ms
+            bucket = self._buckets.setdefault(current, [0, 0, 0])
+            bucket[0] += batch.calls
+            bucket[1] += batch.failures
+            bucket[2] += batch.slow
+            self._consec = batch.trailing if batch.had_success else self._consec + batch.failures
+            calls, fails, slow = self._window(current)
+            slow_rule = c.slow_call_seconds is not None
+            if (c.consecutive_failures and self._consec >= c.consecutive_failures) or (
+                calls >= c.minimum_calls
+                and (fails / calls >= c.failure_rate_threshold
+                     or (slow_rule and slow / calls >= c.slow_call_rate_threshold))
+            ):
+                self._open(now)
+        return self._snapshot(now, self._version != before)
+
+    async def acquire(self, lease_id: str) -> Snapshot:
+        now, _ = self._begin()
+        admitted = False
+        if self._state == "half_open":
+            for lease in [k for k, exp in self._leases.items() if exp <= now]:
+                del self._leases[lease]
+            if len(self._leases) + self._trials_ok < self._c.half_open_permits:
+                self._leases[lease_id] = now + int(self._c.lease_seconds * 1000)
+                admitted = True
+        return self._snapshot(now, admitted)
+
+    async def release(self, lease_id: str, gen: int, outcome: str) -> Snapshot:
+        now, _ = self._begin()
+        held = self._leases.pop(lease_id, None) is not None
+        if self._state != "half_open" or gen != self._gen or not held:
+            return self._snapshot(now, True)
+        if outcome == "failure":
+            self._open(now)
+        elif outcome == "success":
+            self._trials_ok += 1
+            if self._trials_ok >= self._c.half_open_permits:
+                self._closed(now, reset_backoff=True)
+        return self._snapshot(now, False)
+
+    async def admin(self, action: str) -> Snapshot:
+        now, before = self._begin()
+        if action in ("force_open", "disable"):
+            self._state = "forced_open" if action == "force_open" else "disabled"
+            self._until = 0
+            self._buckets.clear()
+            self._leases.clear()
+            self._save(now)
+        else:
+            self._closed(now, reset_backoff=action == "reset")
+        return self._snapshot(now, self._version != before)
+
+    async def read(self) -> Snapshot:
+        return await self.flush(Batch(gen=-1))
+
+    async def aclose(self) -> None:
+        self._subscribers.clear()

@@ -1,0 +1,68 @@
+"""BreakerRegistry: one breaker per name, shared options, one place to close them all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from fleetkit.breaker.breaker import CircuitBreaker, Listener
+from fleetkit.breaker.rules import BreakerConfig
+from fleetkit.health import ComponentStatus
+
+__all__ = ["BreakerRegistry"]
+
+
+class BreakerRegistry:
+    """Creates breakers on first :meth:`get` with the registry's defaults (plus overrides).
+
+    Listeners added here are attached to every breaker, present and future.
+    """
+
+    def __init__(self, *, redis: Any = None, config: BreakerConfig | None = None,
+                 key_prefix: str = "fleetkit:breaker", **defaults: Any) -> None:
+        self._redis = redis
+        self._config = config
+        self._key_prefix = key_prefix
+        self._defaults = defaults
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._listeners: list[Listener] = []
+
+    def get(self, name: str, **overrides: Any) -> CircuitBreaker:
+        """The breaker called ``name``; ``overrides`` apply only when it is created here."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = CircuitBreaker(name, redis=self._redis, config=self._config,
+                                     key_prefix=self._key_prefix,
+                                     **{**self._defaults, **overrides})
+            for listener in self._listeners:
+                breaker.add_listener(listener)
+            self._breakers[name] = breaker
+        return breaker
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+        for breaker in self._breakers.values():
+            breaker.add_listener(listener)
+
+    def __iter__(self) -> Iterator[CircuitBreaker]:
+        return iter(list(self._breakers.values()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._breakers
+
+    def states(self) -> dict[str, str]:
+        return {name: b.state for name, b in self._breakers.items()}
+
+    async def health(self) -> ComponentStatus:
+        """``warn`` when any breaker is in local-only mode; details list every state."""
+        local = sorted(name for name, b in self._breakers.items() if b.local_only)
+        return ComponentStatus(
+            "warn" if local else "pass", component_type="circuit-breaker",
+            observed_value=len(self._breakers), observed_unit="breakers",
+            output=f"local-only (Redis unavailable): {', '.join(local)}" if local else None,
+            details={"states": self.states(), "local_only": local},
+        )
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(b.aclose() for b in self._breakers.values()))
