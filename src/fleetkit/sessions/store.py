@@ -1,0 +1,422 @@
+"""SessionStore: sessions in Redis (standalone, Sentinel or Cluster) or in memory.
+
+Layout (``{route}`` is the hash tag from the token, so one user's keys share one Cluster slot)::
+
+    <prefix>{<route>}s<sid>     hash: #u user, #c created ms, #l last seen ms, #i ip, #a user
+                                agent, and one field per data item (JSON); TTL = idle, capped at
+                                the absolute deadline
+    <prefix>{<route>}u<user>    zset: sid -> created ms (the per-user index, capped at max)
+    <prefix>{<route>}r<sid>     string: new sid of a rotated session (TTL = rotation grace)
+    <prefix>{<route>}t<sid>     string: tombstone of a revoked/evicted sid (TTL = tombstone_ttl)
+
+Every operation is one script (one round trip, atomic); the in-memory backend is a Python port of
+the same scripts. During a Redis outage ``get`` serves recently validated sessions from a small
+bounded local cache (stale-if-error) and the store reports ``warn`` in :meth:`SessionStore.health`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from fleetkit.errors import BackendUnavailable, SessionLimitExceeded
+from fleetkit.health import ComponentStatus
+from fleetkit.redis import Coalescer, Script
+from fleetkit.sessions import metrics as m
+from fleetkit.sessions.memory import MemoryBackend
+from fleetkit.sessions.regions import ForeignPolicy, RegionRouter
+from fleetkit.sessions.tokens import ParsedToken, make_route, new_token, parse_token
+
+__all__ = ["OnLimit", "Session", "SessionInfo", "SessionStore"]
+
+log = logging.getLogger("fleetkit.sessions")
+
+OnLimit = Literal["evict_oldest", "refuse"]
+
+_PKG = "fleetkit.sessions"
+CREATE = Script.from_package(_PKG, "create.lua")
+GET = Script.from_package(_PKG, "get.lua")
+UPDATE = Script.from_package(_PKG, "update.lua")
+ROTATE = Script.from_package(_PKG, "rotate.lua")
+REVOKE = Script.from_package(_PKG, "revoke.lua")
+REVOKE_ALL = Script.from_package(_PKG, "revoke_all.lua")
+LIST = Script.from_package(_PKG, "list.lua")
+
+_META = ("#u", "#c", "#l", "#i", "#a")
+_MAX_UA = 256
+_MAX_IP = 64
+
+
+@dataclass(slots=True)
+class Session:
+    """A live session. ``token`` is the secret the client holds; ``id`` is safe to log."""
+
+    token: str
+    id: str
+    user_id: str
+    data: dict[str, Any]
+    created: float
+    last_seen: float
+    ip: str
+    user_agent: str
+    region: str
+    #: Served from the local cache while Redis was unreachable.
+    stale: bool = False
+    #: Reached through the old token of a rotated session, within the grace period.
+    grace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One entry of :meth:`SessionStore.list` (no token: ``id`` is the stored hash)."""
+
+    id: str
+    created: float
+    last_seen: float
+    ip: str
+    user_agent: str
+
+
+class Backend(Protocol):
+    async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any: ...
+
+
+class RedisBackend:
+    """Runs scripts on a Redis/RedisCluster client, through the role coalescer when given."""
+
+    def __init__(self, client: Any, coalescer: Coalescer | None = None) -> None:
+        self.client = client
+        self.coalescer = coalescer
+
+    async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        if self.coalescer is not None:
+            return await self.coalescer.run(script, keys, args)
+        return await script(self.client, keys, args)
+
+
+@dataclass(slots=True)
+class _Cached:
+    session: Session
+    validated: float  # monotonic
+    seen_wall: float
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _encode(data: Mapping[str, Any]) -> list[str | bytes]:
+    out: list[str | bytes] = []
+    for name, value in data.items():
+        if not isinstance(name, str) or not name or name.startswith("#"):
+            raise ValueError(f"session data key {name!r} must be a non-empty str not starting "
+                             "with '#'")
+        out += [name, orjson.dumps(value)]
+    return out
+
+
+def _decode(value: str) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+
+
+class SessionStore:
+    """Distributed sessions with per-user caps, sliding + absolute expiry, rotation, revocation.
+
+    ``redis=None`` selects the in-memory backend (embedded mode). ``regions`` maps other regions'
+    names to their session Redis clients (see :mod:`fleetkit.sessions.regions`).
+    """
+
+    def __init__(
+        self, *, redis: Any = None, idle_ttl: float = 1800, absolute_ttl: float = 86_400,
+        max_per_user: int = 5, on_limit: OnLimit = "evict_oldest", rotation_grace: float = 30.0,
+        tombstone_ttl: float = 300.0, touch_interval: float | None = None, prefix: str = "fk:",
+        region: str = "local", regions: Mapping[str, Any] | None = None,
+        foreign_tokens: ForeignPolicy = "route", routing_key: bytes | None = None,
+        coalescer: Coalescer | None = None, stale_cache_size: int = 10_000,
+        stale_max_age: float = 300.0, name: str = "sessions",
+    ) -> None:
+        if idle_ttl <= 0 or absolute_ttl < idle_ttl:
+            raise ValueError("need 0 < idle_ttl <= absolute_ttl")
+        if max_per_user < 1:
+            raise ValueError("max_per_user must be >= 1")
+        if on_limit not in ("evict_oldest", "refuse"):
+            raise ValueError("on_limit must be 'evict_oldest' or 'refuse'")
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must not contain hash-tag braces")
+        self.idle_ms = int(idle_ttl * 1000)
+        self.abs_ms = int(absolute_ttl * 1000)
+        self.max_per_user = max_per_user
+        self.on_limit = on_limit
+        self.grace_ms = max(1, int(rotation_grace * 1000))
+        self.tomb_ms = max(1, int(tombstone_ttl * 1000))
+        # Sliding the TTL at most once per touch interval keeps most gets free of writes.
+        touch = min(60.0, idle_ttl / 10) if touch_interval is None else touch_interval
+        self.touch_ms = max(0, int(touch * 1000))
+        self.prefix = prefix
+        self.region = region
+        self.name = name
+        self.embedded = redis is None
+        local: Backend = MemoryBackend() if redis is None else RedisBackend(redis, coalescer)
+        foreign = {r: RedisBackend(c) for r, c in (regions or {}).items()}
+        self.router: RegionRouter[Backend] = RegionRouter(region, local, foreign,
+                                                          foreign=foreign_tokens)
+        self._routing_key = routing_key
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_size = stale_cache_size
+        self._stale_max_age = stale_max_age
+        self._down_since: float | None = None
+        self._last_error: str | None = None
+
+    # --- keys ---------------------------------------------------------------------------------
+    def _base(self, route: str) -> str:
+        return f"{self.prefix}{{{route}}}"
+
+    def index_key(self, user_id: str) -> str:
+        return f"{self._base(make_route(user_id, self._routing_key))}u{user_id}"
+
+    # --- backend calls with outage accounting ---------------------------------------------------
+    async def _run(self, op: str, backend: Backend, script: Script, keys: Sequence[Any],
+                   args: Sequence[Any]) -> Any:
+        try:
+            reply = await backend.run(script, keys, args)
+        except BackendUnavailable as exc:
+            m.BACKEND_ERRORS.labels(op).inc()
+            if backend is self.router.local and self._down_since is None:
+                self._down_since = time.monotonic()
+                m.DEGRADED.labels(self.name).set(1)
+                log.warning("session store %s: Redis unreachable, serving cached sessions: %s",
+                            self.name, exc)
+            self._last_error = str(exc)
+            raise
+        if backend is self.router.local and self._down_since is not None:
+            log.info("session store %s: Redis reachable again", self.name)
+            self._down_since = None
+            m.DEGRADED.labels(self.name).set(0)
+        return reply
+
+    def _resolve(self, token: str) -> tuple[ParsedToken, Backend] | None:
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        backend = self.router.backend_for(parsed.region)
+        return None if backend is None else (parsed, backend)
+
+    # --- operations ----------------------------------------------------------------------------
+    async def create(self, user_id: str, *, data: Mapping[str, Any] | None = None, ip: str = "",
+                     user_agent: str = "") -> Session:
+        """Start a session; at ``max_per_user`` evict the oldest or raise SessionLimitExceeded."""
+        if not user_id:
+            raise ValueError("user_id must not be empty")
+        route = make_route(user_id, self._routing_key)
+        tok = new_token(self.region, route)
+        sid, base = tok.sid, self._base(route)
+        policy = "refuse" if self.on_limit == "refuse" else "evict"
+        values = dict(data or {})
+        reply = await self._run(
+            "create", self.router.local, CREATE, [base + "s" + sid, base + "u" + user_id],
+            [base, sid, user_id, self.idle_ms, self.abs_ms, self.max_per_user, policy,
+             self.tomb_ms, ip[:_MAX_IP], user_agent[:_MAX_UA], *_encode(values)],
+        )
+        status, now, evicted, pruned = (int(x) for x in reply)
+        if pruned:
+            m.PRUNED.labels("script").inc(pruned)
+        if status == 0:
+            m.OPERATIONS.labels("create", "refused").inc()
+            raise SessionLimitExceeded(
+                f"user already has {self.max_per_user} sessions (policy: refuse)")
+        if evicted:
+            m.EVICTED.inc(evicted)
+        m.OPERATIONS.labels("create", "ok").inc()
+        session = Session(tok.token, sid, user_id, values, now / 1000, now / 1000, ip[:_MAX_IP],
+                          user_agent[:_MAX_UA], self.region)
+        self._remember(session)
+        return session
+
+    async def get(self, token: str) -> Session | None:
+        """The live session of ``token`` (sliding its idle TTL), or ``None``; never raises for a
+        malformed token. Raises BackendUnavailable only when Redis is down and the session is
+        not in the stale-if-error cache."""
+        found = self._resolve(token)
+        if found is None:
+            m.OPERATIONS.labels("get", "malformed").inc()
+            return None
+        parsed, backend = found
+        base, sid = self._base(parsed.route), parsed.sid
+        try:
+            reply = await self._run("get", backend, GET, [base + "s" + sid, base + "r" + sid],
+                                    [base, sid, self.idle_ms, self.abs_ms, self.touch_ms])
+        except BackendUnavailable:
+            stale = self._stale(sid, token)
+            if stale is None:
+                raise
+            m.STALE_SERVED.inc()
+            m.OPERATIONS.labels("get", "stale").inc()
+            return stale
+        status = int(reply[0])
+        if status <= 0:
+            self._forget(sid)
+            m.OPERATIONS.labels("get", "expired" if status < 0 else "miss").inc()
+            return None
+        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(3, len(reply), 2)}
+        session = Session(
+            token, _s(reply[1]), h.get("#u", ""),
+            {k: _decode(v) for k, v in h.items() if k not in _META},
+            int(h.get("#c", 0)) / 1000, int(h.get("#l", 0)) / 1000, h.get("#i", ""),
+            h.get("#a", ""), parsed.region, grace=status == 2,
+        )
+        m.OPERATIONS.labels("get", "grace" if status == 2 else "hit").inc()
+        self._remember(session, key=sid)
+        return session
+
+    async def update(self, token: str, values: Mapping[str, Any] | None = None, *,
+                     delete: Iterable[str] = ()) -> bool:
+        """Set and delete individual data fields (not a whole-blob write). False when the
+        session is gone (expired, unknown or revoked: it is never recreated)."""
+        found = self._resolve(token)
+        if found is None:
+            return False
+        parsed, backend = found
+        base, sid = self._base(parsed.route), parsed.sid
+        pairs = _encode(dict(values or {}))
+        removed = [d for d in delete if d and not d.startswith("#")]
+        if not pairs and not removed:
+            return True
+        reply = int(await self._run(
+            "update", backend, UPDATE, [base + "s" + sid, base + "r" + sid, base + "t" + sid],
+            [base, self.abs_ms, len(pairs) // 2, *pairs, *removed],
+        ))
+        outcome = {1: "ok", 0: "miss", -1: "revoked"}[reply]
+        m.OPERATIONS.labels("update", outcome).inc()
+        if reply != 1:
+            self._forget(sid)
+        return reply == 1
+
+    async def rotate(self, token: str, *, data: Mapping[str, Any] | None = None
+                     ) -> Session | None:
+        """Give the session a new token (login, privilege change). The old token keeps working
+        for ``rotation_grace`` seconds so in-flight requests finish. ``None`` if gone."""
+        found = self._resolve(token)
+        if found is None:
+            return None
+        parsed, backend = found
+        base, old = self._base(parsed.route), parsed.sid
+        tok = new_token(parsed.region, parsed.route)
+        pairs = _encode(dict(data or {}))
+        reply = await self._run(
+            "rotate", backend, ROTATE, [base + "s" + old, base + "r" + old, base + "s" + tok.sid],
+            [base, old, tok.sid, self.idle_ms, self.abs_ms, self.grace_ms, len(pairs) // 2,
+             *pairs],
+        )
+        self._forget(old)
+        if int(reply[0]) != 1:
+            m.OPERATIONS.labels("rotate", "miss").inc()
+            return None
+        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(2, len(reply), 2)}
+        m.OPERATIONS.labels("rotate", "ok").inc()
+        session = Session(
+            tok.token, tok.sid, h["#u"], {k: _decode(v) for k, v in h.items() if k not in _META},
+            int(h["#c"]) / 1000, int(h["#l"]) / 1000, h.get("#i", ""), h.get("#a", ""),
+            parsed.region,
+        )
+        self._remember(session)
+        return session
+
+    async def revoke(self, token: str) -> bool:
+        """End the session and leave a tombstone; True if a live session was revoked."""
+        found = self._resolve(token)
+        if found is None:
+            return False
+        parsed, backend = found
+        base, sid = self._base(parsed.route), parsed.sid
+        self._forget(sid)
+        reply = int(await self._run("revoke", backend, REVOKE,
+                                    [base + "s" + sid, base + "r" + sid],
+                                    [base, sid, self.tomb_ms]))
+        m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
+        return reply == 1
+
+    async def revoke_all(self, user_id: str) -> int:
+        """Revoke every session of ``user_id`` in this region; returns how many were live."""
+        base = self._base(make_route(user_id, self._routing_key))
+        for sid in [k for k, c in self._cache.items() if c.session.user_id == user_id]:
+            self._forget(sid)
+        n = int(await self._run("revoke_all", self.router.local, REVOKE_ALL,
+                                [base + "u" + user_id], [base, self.tomb_ms]))
+        m.OPERATIONS.labels("revoke_all", "ok").inc()
+        return n
+
+    async def list(self, user_id: str) -> builtins.list[SessionInfo]:
+        """The user's live sessions, oldest first, with created/last seen/ip/user agent."""
+        base = self._base(make_route(user_id, self._routing_key))
+        reply = await self._run("list", self.router.local, LIST, [base + "u" + user_id], [base])
+        if int(reply[0]):
+            m.PRUNED.labels("script").inc(int(reply[0]))
+        out: builtins.list[SessionInfo] = []
+        for i in range(1, len(reply), 5):
+            sid, created, last, ip, ua = (_s(x) for x in reply[i: i + 5])
+            out.append(SessionInfo(sid, int(created) / 1000, int(last) / 1000, ip, ua))
+        m.OPERATIONS.labels("list", "ok").inc()
+        return out
+
+    # --- stale-if-error cache ---------------------------------------------------------------
+    def _remember(self, session: Session, *, key: str | None = None) -> None:
+        if self._cache_size <= 0:
+            return
+        sid = key or session.id
+        stored = replace(session, token="", data=dict(session.data), stale=False, grace=False)
+        self._cache[sid] = _Cached(stored, time.monotonic(), time.time())
+        self._cache.move_to_end(sid)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        m.CACHE_ENTRIES.labels(self.name).set(len(self._cache))
+
+    def _forget(self, sid: str) -> None:
+        if self._cache.pop(sid, None) is not None:
+            m.CACHE_ENTRIES.labels(self.name).set(len(self._cache))
+
+    def _stale(self, sid: str, token: str) -> Session | None:
+        cached = self._cache.get(sid)
+        if cached is None:
+            return None
+        now = time.time()
+        s = cached.session
+        fresh = time.monotonic() - cached.validated <= self._stale_max_age
+        alive = (now < s.created + self.abs_ms / 1000
+                 and now < cached.seen_wall + self.idle_ms / 1000)
+        if not (fresh and alive):
+            self._forget(sid)
+            return None
+        return replace(s, token=token, data=dict(s.data), stale=True)
+
+    # --- health ---------------------------------------------------------------------------------
+    @property
+    def degraded(self) -> bool:
+        return self._down_since is not None
+
+    async def health(self) -> ComponentStatus:
+        """Cheap and non-raising: ``warn`` while Redis is unreachable (stale-if-error)."""
+        details: dict[str, Any] = {
+            "backend": "memory" if self.embedded else "redis", "region": self.region,
+            "cache_entries": len(self._cache),
+            "foreign_regions": sorted(self.router.regions), "foreign_tokens": self.router.foreign,
+        }
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            details["last_error"] = self._last_error
+            return ComponentStatus(
+                "warn", "datastore", round(down, 3), "s",
+                f"session Redis unreachable for {down:.1f}s; serving up to "
+                f"{len(self._cache)} recently validated sessions from the local cache", details,
+            )
+        return ComponentStatus("pass", "datastore", len(self._cache), "cached sessions",
+                               None, details)
