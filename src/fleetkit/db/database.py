@@ -1,0 +1,434 @@
+"""The database router: one write pool on the primary, one read pool per replica.
+
+Reads go to the healthy replica with the fewest outstanding connections; writes always go to the
+primary. A replica whose connection fails is taken out at once (the read is retried elsewhere
+when possible) and put back by the monitor once a check succeeds again. With no healthy replica,
+reads go to the primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from fleetkit.config import redact_url
+from fleetkit.db import metrics
+from fleetkit.db.engines import (
+    PoolStats,
+    is_connection_error,
+    is_pool_timeout,
+    make_engine,
+    pool_stats,
+    sqlstate_of,
+)
+from fleetkit.db.lsn import parse_lsn
+from fleetkit.db.replicas import Node, ReplicaMonitor
+from fleetkit.db.urls import is_sqlite, normalize_url, server_name
+from fleetkit.errors import ConfigError, DatabaseError, DatabaseUnavailable, NoHealthyDatabase
+from fleetkit.health import ComponentStatus
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
+
+__all__ = ["Database"]
+
+log = logging.getLogger("fleetkit.db")
+T = TypeVar("T")
+
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+)
+_READ_ONLY = "25006"  # read_only_sql_transaction: we are talking to a standby
+_REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
+_CURRENT_SQL = text("SELECT pg_current_wal_lsn()::text")
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+class Database:
+    """Routes reads to replicas and writes to the primary over SQLAlchemy async engines.
+
+    ``write_url``/``read_urls`` accept ``postgresql://`` or ``postgresql+asyncpg://``; a
+    ``sqlite://`` write URL is embedded mode (aiosqlite, same API, no replicas). Pools never
+    overflow and every checkout waits at most ``pool_timeout`` seconds. Use as
+    ``async with Database(...) as db`` (or ``await db.start()`` / ``await db.aclose()``) so the
+    health monitor runs; reads start it lazily otherwise.
+    """
+
+    def __init__(self, write_url: str, *, read_urls: Sequence[str] = (),
+                 write_pool_size: int = 40, read_pool_size: int = 60,
+                 pool_timeout: float = 5.0, connect_timeout: float = 5.0,
+                 health_interval: float = 30.0, max_replica_lag: float = 5.0,
+                 statement_cache_size: int = 100, name: str = "default",
+                 application_name: str = "fleetkit",
+                 engine_options: dict[str, Any] | None = None) -> None:
+        if write_pool_size < 1 or read_pool_size < 1:
+            raise ConfigError("pool sizes must be >= 1")
+        if pool_timeout <= 0 or connect_timeout <= 0 or health_interval <= 0:
+            raise ConfigError("pool_timeout, connect_timeout and health_interval must be > 0")
+        url = normalize_url(write_url)
+        self.name = name
+        self.embedded = is_sqlite(url)
+        if self.embedded and read_urls:
+            raise ConfigError("embedded mode (SQLite) has no replicas: leave read_urls empty")
+        self.pool_timeout = pool_timeout
+        self.max_replica_lag = max_replica_lag
+        common: dict[str, Any] = dict(
+            pool_timeout=pool_timeout, connect_timeout=connect_timeout,
+            statement_cache_size=statement_cache_size, application_name=application_name,
+            engine_options=engine_options,
+        )
+        self.primary = Node(server_name(url), "primary", url,
+                            make_engine(url, pool_size=write_pool_size, **common),
+                            write_pool_size, reason=None)
+        self.replicas: list[Node] = []
+        for read_url in read_urls:
+            rurl = normalize_url(read_url)
+            if is_sqlite(rurl):
+                raise ConfigError("read_urls must be PostgreSQL URLs")
+            label = server_name(rurl)
+            if any(r.name == label for r in self.replicas):
+                label = f"{label}#{len(self.replicas)}"
+            self.replicas.append(Node(label, "replica", rurl,
+                                      make_engine(rurl, pool_size=read_pool_size, **common),
+                                      read_pool_size))
+        self.monitor = ReplicaMonitor(self, interval=health_interval,
+                                      timeout=min(connect_timeout, health_interval) + 1.0)
+        self._next = 0
+        self._closed = False
+        metrics.track(self)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
+        """Build from ``DATABASE_*`` settings; sizes are capped by ``DATABASE_CONNECTION_LIMIT``."""
+        write, read = settings.pool_sizes
+        options: dict[str, Any] = dict(
+            read_urls=settings.database_read_urls, write_pool_size=write, read_pool_size=read,
+            pool_timeout=settings.database_pool_timeout,
+            health_interval=settings.database_health_interval,
+            max_replica_lag=settings.database_max_replica_lag,
+            statement_cache_size=settings.database_statement_cache_size,
+            application_name=f"fleetkit:{settings.instance_id}"[:63],
+        )
+        options.update(overrides)
+        return cls(settings.database_url, **options)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Run one check now, then keep the monitor running in the background."""
+        await self.monitor.check()
+        self.monitor.start()
+
+    async def aclose(self) -> None:
+        """Stop the monitor and close every pooled connection."""
+        self._closed = True
+        await self.monitor.stop()
+        for node in (self.primary, *self.replicas):
+            await node.engine.dispose()
+
+    async def __aenter__(self) -> Database:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def check(self) -> None:
+        """Check the primary and every replica now (what the monitor does each interval)."""
+        await self.monitor.check()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The primary's engine (DDL, ``metadata.create_all``, Alembic)."""
+        return self.primary.engine
+
+    # ------------------------------------------------------------------ reads
+
+    @asynccontextmanager
+    async def read(self, lsn: str | None = None) -> AsyncIterator[AsyncConnection]:
+        """A connection on a healthy replica, or on the primary when none can serve.
+
+        With ``lsn`` (a token from :meth:`current_lsn`) only a replica whose replay position has
+        reached it is used, else the primary: the caller sees its own writes.
+        """
+        conn, node = await self._acquire_read(lsn)
+        try:
+            yield conn
+        except _DRIVER_ERRORS as exc:
+            if node.role == "replica" and is_connection_error(exc):
+                await self._fail_replica(node, exc)
+            raise self._wrap(exc, f"read on {node.role} {node.name}") from exc
+        finally:
+            node.outstanding -= 1
+            await _close_quietly(conn)
+
+    async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]], *,
+                       lsn: str | None = None) -> T:
+        """Run ``fn(conn)`` on a read connection, retried elsewhere if the replica fails.
+
+        Unlike ``async with db.read()``, whose body cannot be replayed, a replica that drops the
+        connection in the middle of ``fn`` costs no error: ``fn`` runs again on another replica
+        or the primary. ``fn`` must therefore be safe to repeat (reads are).
+        """
+        for _ in range(len(self.replicas) + 1):
+            conn, node = await self._acquire_read(lsn)
+            try:
+                return await fn(conn)
+            except _DRIVER_ERRORS as exc:
+                error = self._wrap(exc, f"read on {node.role} {node.name}")
+                if node.role == "replica" and is_connection_error(exc):
+                    await self._fail_replica(node, exc)
+                    continue
+                raise error from exc
+            finally:
+                node.outstanding -= 1
+                await _close_quietly(conn)
+        raise NoHealthyDatabase("every replica failed during the read")
+
+    def _pick(self, token: int | None, tried: set[int]) -> Node | None:
+        """Least outstanding connections among healthy, untried replicas (rotating ties).
+
+        With a token, replicas already known to have replayed it come first.
+        """
+        count = len(self.replicas)
+        if not count:
+            return None
+        start = self._next
+        self._next = (start + 1) % count
+        best: Node | None = None
+        best_key: tuple[int, int] = (0, 0)
+        for i in range(count):
+            node = self.replicas[(start + i) % count]
+            if not node.healthy or id(node) in tried:
+                continue
+            stale = int(token is not None and (node.replay_lsn or 0) < token)
+            key = (stale, node.outstanding)
+            if best is None or key < best_key:
+                best, best_key = node, key
+        return best
+
+    async def _acquire_read(self, lsn: str | None) -> tuple[AsyncConnection, Node]:
+        if self.replicas and not self._closed and not self.monitor.running:
+            self.monitor.start()
+        token = parse_lsn(lsn) if lsn and not self.embedded else None
+        tried: set[int] = set()
+        reason = "no_replicas" if not self.replicas else "no_healthy_replica"
+        while (node := self._pick(token, tried)) is not None:
+            tried.add(id(node))
+            node.outstanding += 1
+            try:
+                conn = await node.engine.connect()
+            except _DRIVER_ERRORS as exc:
+                node.outstanding -= 1
+                if is_pool_timeout(exc):
+                    metrics.ACQUIRE_TIMEOUTS.labels(self.name, node.name).inc()
+                elif is_connection_error(exc):
+                    await self._fail_replica(node, exc)
+                    reason = "failover"
+                else:
+                    raise self._wrap(exc, f"read on replica {node.name}") from exc
+                continue
+            if token is not None and (node.replay_lsn or 0) < token:
+                try:
+                    # Straight on the driver: outside a transaction, one round trip.
+                    raw = await conn.get_raw_connection()
+                    value = await raw.driver_connection.fetchval(_REPLAY_SQL)  # type: ignore[union-attr]
+                except _DRIVER_ERRORS as exc:
+                    node.outstanding -= 1
+                    await _close_quietly(conn)
+                    if not is_connection_error(exc):
+                        raise self._wrap(exc, f"read on replica {node.name}") from exc
+                    await self._fail_replica(node, exc)
+                    reason = "failover"
+                    continue
+                node.note_replay(parse_lsn(value) if value else None)
+                if (node.replay_lsn or 0) < token:
+                    node.outstanding -= 1
+                    await _close_quietly(conn)
+                    reason = "read_your_writes" if reason != "failover" else reason
+                    continue
+            metrics.READS.labels(self.name, "replica",
+                                 "read_your_writes" if token is not None else "balanced").inc()
+            return conn, node
+        primary = self.primary
+        primary.outstanding += 1
+        try:
+            conn = await primary.engine.connect()
+        except _DRIVER_ERRORS as exc:
+            primary.outstanding -= 1
+            if is_pool_timeout(exc):
+                metrics.ACQUIRE_TIMEOUTS.labels(self.name, "write").inc()
+                raise self._wrap(exc, "read on primary") from exc
+            raise NoHealthyDatabase(
+                f"no replica and not the primary can serve the read: {type(exc).__name__}: {exc}"
+            ) from exc
+        metrics.READS.labels(self.name, "primary", reason).inc()
+        return conn, primary
+
+    async def _fail_replica(self, node: Node, exc: BaseException) -> None:
+        """Take a replica out at once and drop its (dead) pooled connections."""
+        if node.set_state(False, f"connection failed: {type(exc).__name__}: {exc}"):
+            node.failovers += 1
+            metrics.FAILOVERS.labels(self.name, node.name).inc()
+            await self.drain(node)
+
+    async def drain(self, node: Node) -> None:
+        """Close the idle connections of ``node``; checked-out ones close on return."""
+        with contextlib.suppress(Exception):
+            await node.engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on the primary inside a transaction, committed when the block exits."""
+        node = self.primary
+        node.outstanding += 1
+        try:
+            try:
+                conn = await node.engine.connect()
+            except _DRIVER_ERRORS as exc:
+                if is_pool_timeout(exc):
+                    metrics.ACQUIRE_TIMEOUTS.labels(self.name, "write").inc()
+                raise self._wrap(exc, f"write on primary {node.name}") from exc
+            try:
+                async with conn.begin():
+                    yield conn
+            except _DRIVER_ERRORS as exc:
+                if sqlstate_of(exc) == _READ_ONLY:
+                    await _close_quietly(conn)
+                    await self.primary_read_only(f"write refused as read-only: {exc}")
+                raise self._wrap(exc, f"write on primary {node.name}") from exc
+            finally:
+                await _close_quietly(conn)
+        finally:
+            node.outstanding -= 1
+
+    async def primary_read_only(self, reason: str) -> None:
+        """The primary was demoted: mark it and drain its pool so new connections are made
+        (through DNS, a VIP or PgBouncer they reach whichever server is primary now)."""
+        node = self.primary
+        if node.healthy or node.reason != reason:
+            metrics.PRIMARY_READ_ONLY.labels(self.name).inc()
+        node.set_state(False, reason)
+        await self.drain(node)
+
+    async def current_lsn(self) -> str | None:
+        """A read-your-writes token: the primary's WAL position *after* your commit.
+
+        Call it once the ``write()`` block has exited (committed), then pass it to
+        ``read(lsn=...)``. ``None`` in embedded mode or without replicas (reads use the primary).
+        """
+        if self.embedded or not self.replicas:
+            return None
+        try:
+            async with self.primary.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                value = (await conn.execute(_CURRENT_SQL)).scalar()
+        except _DRIVER_ERRORS as exc:
+            if sqlstate_of(exc) == "55000":  # "recovery is in progress"
+                await self.primary_read_only("primary is in recovery (demoted)")
+            raise self._wrap(exc, "current_lsn on primary") from exc
+        return str(value)
+
+    # ------------------------------------------------------------------ ORM
+
+    def session(self, *, lsn: str | None = None, primary: bool = False,
+                **options: Any) -> AsyncSession:
+        """A routed ``AsyncSession``: queries on a replica, flushes and DML on the primary.
+
+        Once the session has written, or for ``SELECT ... FOR UPDATE``/raw ``text()``, it stays
+        on the primary; ``primary=True`` pins it there from the start.
+        """
+        from fleetkit.db.session import RoutedSession
+
+        options.setdefault("expire_on_commit", False)
+        return AsyncSession(sync_session_class=RoutedSession, router=self,
+                            token=parse_lsn(lsn) if lsn and not self.embedded else None,
+                            pinned=primary, **options)
+
+    def pick_replica(self, token: int | None) -> Node | None:
+        """A healthy replica for a synchronous caller (the ORM session), no live LSN check."""
+        node = self._pick(token, set())
+        if node is None or (token is not None and (node.replay_lsn or 0) < token):
+            return None
+        return node
+
+    # ------------------------------------------------------------------ health
+
+    def pools(self) -> list[PoolStats]:
+        return [pool_stats("write", self.primary.engine),
+                *(pool_stats(f"read:{r.name}", r.engine) for r in self.replicas)]
+
+    def _stale(self) -> bool:
+        checked = self.primary.checked_at
+        return checked is None or time.monotonic() - checked > 2 * self.monitor.interval
+
+    async def health(self) -> ComponentStatus:
+        """Overall status from the monitor's last check (runs one if none is recent)."""
+        if self._stale():
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.monitor.timeout):
+                    await self.monitor.check()
+        checks = self.health_checks()
+        primary = checks["write"]
+        healthy = sum(1 for r in self.replicas if r.healthy)
+        if primary.status == "fail":
+            status: Any = "fail"
+            output = primary.output
+        elif healthy < len(self.replicas):
+            status = "warn"
+            output = (f"{len(self.replicas) - healthy} of {len(self.replicas)} replicas out of "
+                      "rotation" + ("; reads on the primary" if not healthy else ""))
+        else:
+            status, output = "pass", None
+        return ComponentStatus(
+            status, component_type="datastore", observed_value=healthy,
+            observed_unit="healthy replicas", output=output,
+            details={name: {"status": c.status, "output": c.output, **c.details}
+                     for name, c in checks.items()},
+        )
+
+    def health_checks(self) -> dict[str, ComponentStatus]:
+        """One status per pool: ``write`` and ``read:<host:port>`` (cached state, no I/O)."""
+        out: dict[str, ComponentStatus] = {}
+        for node, stats in zip((self.primary, *self.replicas), self.pools(), strict=True):
+            ok = node.healthy
+            if node.role == "primary" and not ok and node.checked_at is None:
+                ok = True  # never checked: no evidence against it
+            out[stats.name] = ComponentStatus(
+                "pass" if ok else ("fail" if node.role == "primary" else "warn"),
+                component_type="datastore", observed_value=stats.in_use,
+                observed_unit="connections in use", output=None if ok else node.reason,
+                details={"server": node.name, "pool_size": stats.size,
+                         "outstanding": node.outstanding, "lag_seconds": node.lag_seconds,
+                         "failovers": node.failovers},
+            )
+        return out
+
+    # ------------------------------------------------------------------ errors
+
+    def _wrap(self, exc: BaseException, what: str) -> DatabaseError:
+        if is_pool_timeout(exc):
+            return DatabaseUnavailable(f"{what}: no pooled connection within {self.pool_timeout}s")
+        if is_connection_error(exc):
+            return DatabaseUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+        return DatabaseError(f"{what}: {type(exc).__name__}: {exc}")
+
+    def __repr__(self) -> str:
+        return (f"Database({redact_url(self.primary.url.render_as_string(False))!r}, "
+                f"replicas={[r.name for r in self.replicas]})")

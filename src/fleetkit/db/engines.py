@@ -1,0 +1,134 @@
+"""Engine construction and driver-error classification.
+
+Every pool has a size, no overflow and an acquire timeout, so a burst waits at most
+``pool_timeout`` seconds for a connection instead of opening more than PostgreSQL allows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from fleetkit.db.urls import is_sqlite
+
+__all__ = ["PoolStats", "is_connection_error", "is_pool_timeout", "make_engine", "pool_stats",
+           "sqlstate_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    name: str
+    size: int
+    in_use: int
+
+
+def _unique_statement_name() -> str:
+    # Behind PgBouncer (transaction mode) a server connection is shared by many clients, so
+    # asyncpg's default sequential names (__asyncpg_stmt_1__) would collide.
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # A server that stopped (replica restart, failover) closes idle pooled connections; the
+    # driver notices without a round trip, so drop them at checkout instead of failing the
+    # first statement of the next request.
+    raw = getattr(dbapi_connection, "_connection", None)
+    if raw is not None and raw.is_closed():
+        raise DisconnectionError("pooled connection was closed by the server")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while one writer commits; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: URL, *, pool_size: int, pool_timeout: float, connect_timeout: float,
+                statement_cache_size: int, application_name: str,
+                engine_options: dict[str, Any] | None = None) -> AsyncEngine:
+    """An ``AsyncEngine`` with a bounded pool for ``url`` (already normalised)."""
+    options: dict[str, Any] = dict(engine_options or {})
+    if is_sqlite(url):
+        memory = url.database in (None, "", ":memory:")
+        if memory:
+            options.setdefault("poolclass", StaticPool)
+        else:
+            options.setdefault("pool_size", pool_size)
+            options.setdefault("max_overflow", 0)
+            options.setdefault("pool_timeout", pool_timeout)
+        # SQLite's busy timeout: how long a writer waits for the file lock.
+        options.setdefault("connect_args", {"timeout": pool_timeout})
+        engine = create_async_engine(url, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {
+        "timeout": connect_timeout,
+        "statement_cache_size": statement_cache_size,           # asyncpg's own cache
+        "prepared_statement_cache_size": statement_cache_size,  # SQLAlchemy's asyncpg cache
+        "server_settings": {"application_name": application_name},
+    }
+    if statement_cache_size == 0:
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    connect_args.update(options.pop("connect_args", {}))
+    options.setdefault("pool_size", pool_size)
+    options.setdefault("max_overflow", 0)
+    options.setdefault("pool_timeout", pool_timeout)
+    engine = create_async_engine(url, connect_args=connect_args, **options)
+    event.listen(engine.sync_engine, "checkout", _discard_closed)
+    return engine
+
+
+def pool_stats(name: str, engine: AsyncEngine) -> PoolStats:
+    pool = engine.sync_engine.pool
+    size = getattr(pool, "size", None)
+    checked_out = getattr(pool, "checkedout", None)
+    return PoolStats(
+        name,
+        int(size()) if callable(size) else 1,
+        int(checked_out()) if callable(checked_out) else 0,
+    )
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind a (wrapped) driver error, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
+def is_pool_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, PoolTimeout)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the server is unreachable or dropped the connection (retry elsewhere)."""
+    if isinstance(exc, PoolTimeout):
+        return False
+    if isinstance(exc, OSError | TimeoutError | DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    code = sqlstate_of(exc)
+    # 08xxx connection exceptions; 57P01-57P05 admin/crash shutdown, cannot connect now.
+    if code is not None and (code.startswith("08") or code.startswith("57P")):
+        return True
+    name = type(getattr(exc, "orig", None) or exc).__name__
+    return name in {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"} \
+        and "closed" in str(exc).lower()
