@@ -387,18 +387,23 @@ class CircuitBreaker:
             self._n_slow = 0
 
     async def _flush_loop(self) -> None:
+        """Flush when there is something to send or to learn; otherwise poll now and then."""
         assert self._wake is not None
         cfg = self.config
+        last_poll = -cfg.poll_interval
         while True:
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("breaker %s: flush failed", self.name)
-            busy = self._calls or self._state != "closed" or self._local is not None
+            now = time.monotonic()
+            if (self._calls or self._state in ("open", "half_open") or self._local is not None
+                    or self._wake.is_set() or now - last_poll >= cfg.poll_interval):
+                self._wake.clear()
+                last_poll = now
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("breaker %s: flush failed", self.name)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(cfg.flush_interval if busy else cfg.poll_interval):
+                async with asyncio.timeout(cfg.flush_interval):
                     await self._wake.wait()
-            self._wake.clear()
 
     def _on_push(self, snap: Snapshot) -> None:
         if self._local is None:
