@@ -56,10 +56,19 @@ def _match(routes: Sequence[Any], scope: Scope, prefix: str = "") -> str | None:
         if match is Match.NONE:
             continue
         if isinstance(route, Mount):
-            inner = _match(route.routes, {**scope, **child}, prefix + route.path)
-            return inner if inner is not None else prefix + route.path + "/{path}"
-        return prefix + str(getattr(route, "path", UNMATCHED))
+            template = prefix + route.path  # Mount.path_format ends in "/{path}"
+            inner = _match(route.routes, {**scope, **child}, template)
+            if inner is None:  # a sub-router that matched nothing 404s; a plain app takes all
+                return UNMATCHED if route.routes else template + "/{path}"
+            return inner
+        return prefix + _template_of(route)
     return None
+
+
+def _template_of(route: Any) -> str:
+    # path_format drops converters: "/users/{user_id:int}" -> "/users/{user_id}".
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) else ""
 
 
 class HTTPMetricsMiddleware:
@@ -101,7 +110,6 @@ class HTTPMetricsMiddleware:
             in_flight.dec()
             if template is None:
                 route = scope.get("route")
-                path = getattr(route, "path_format", None) or getattr(route, "path", None)
-                template = path if isinstance(path, str) else UNMATCHED
+                template = (_template_of(route) if route is not None else "") or UNMATCHED
             self.metrics.requests.labels(method, template, str(status[0])).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
