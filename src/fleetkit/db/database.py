@@ -50,7 +50,10 @@ _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 )
 _READ_ONLY = "25006"  # read_only_sql_transaction: we are talking to a standby
 _REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
-_CURRENT_SQL = text("SELECT pg_current_wal_lsn()::text")
+# The insert position, not pg_current_wal_lsn() (the write position): with
+# synchronous_commit=off a commit returns before its record is written, so only the insert
+# position is guaranteed to be past it.
+_CURRENT_SQL = text("SELECT pg_current_wal_insert_lsn()::text")
 
 
 async def _close_quietly(conn: AsyncConnection) -> None:
@@ -287,9 +290,14 @@ class Database:
             await self.drain(node)
 
     async def drain(self, node: Node) -> None:
-        """Close the idle connections of ``node``; checked-out ones close on return."""
-        with contextlib.suppress(Exception):
-            await node.engine.dispose()
+        """Retire every connection of ``node``: none made so far is handed out again.
+
+        This is what SQLAlchemy does to a pool after a disconnect: connections older than now
+        are closed and replaced when next checked out. ``engine.dispose()`` would close idle
+        ones sooner but orphan those checked out at that moment (they would never be closed).
+        """
+        pool = node.engine.sync_engine.pool
+        pool._invalidate_time = time.time()  # noqa: SLF001 - SQLAlchemy's own drain mechanism
 
     # ------------------------------------------------------------------ writes
 
@@ -328,7 +336,7 @@ class Database:
         await self.drain(node)
 
     async def current_lsn(self) -> str | None:
-        """A read-your-writes token: the primary's WAL position *after* your commit.
+        """A read-your-writes token: the primary's WAL insert position *after* your commit.
 
         Call it once the ``write()`` block has exited (committed), then pass it to
         ``read(lsn=...)``. ``None`` in embedded mode or without replicas (reads use the primary).
