@@ -9,4 +9,6 @@ eval "$(bash scripts/services.sh env)"
 
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
+# promtool (Debian package prometheus) validates deployment/monitoring in the test suite.
+command -v promtool >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }; }
 .venv/bin/python -m pytest "$@"
