@@ -1,0 +1,211 @@
+"""The audit event (OWASP Logging Cheat Sheet fields) and its compact wire form.
+
+An event answers when (``time``), where (``instance``, ``client_ip``), who (``actor``), what
+(``action`` on ``resource`` with ``outcome`` and ``reason``) and which interaction
+(``request_id``). The producer makes the event id (UUIDv7, time ordered): it is the idempotency
+key that lets the sink drop the duplicates a retried XADD can create.
+
+Validation runs in :meth:`AuditEvent.encode`, called by ``AuditLog.log()``: a bad event raises
+:class:`~fleetkit.errors.InvalidAuditEvent` naming the field. CR/LF (and other control characters)
+in text fields are escaped so a log line can never be forged; metadata keys that name secrets
+(password, token, session id...) have their value replaced by a SHA-256 digest; text that looks
+like a bearer token or JWT is refused, since hashing it would not make a *field* safe to show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from fleetkit.errors import InvalidAuditEvent
+
+__all__ = ["OUTCOMES", "AuditEvent", "Outcome", "hash_secret", "uuid7"]
+
+Outcome = Literal["success", "failure", "denied"]
+OUTCOMES: frozenset[str] = frozenset(("success", "failure", "denied"))
+
+# Non-cryptographic randomness is enough for uniqueness (74 random bits per millisecond) and
+# ~20x cheaper than os.urandom per call; reseeded in forked children so they never collide.
+_RNG = random.Random()
+os.register_at_fork(after_in_child=_RNG.seed)
+_RAND_B = (1 << 62) - 1
+
+_LIMITS = {"actor": 256, "action": 128, "resource": 512, "reason": 1024, "user_agent": 512,
+           "request_id": 128, "instance": 128}
+_ACTION_RE = re.compile(r"[A-Za-z0-9_.:/-]+")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+# Credentials that must never be stored, even hashed, inside free text.
+_TOKEN_RE = re.compile(
+    r"(?i)\bbearer\s+[\w.~+/-]{8,}|eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.|"
+    r"\b(?:password|passwd|pwd|secret|token|api[_-]?key)\s*[=:]\s*\S"
+)
+_SECRET_KEY_RE = re.compile(
+    r"(?i)pass(?:word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|session[_-]?id|"
+    r"private[_-]?key|credential"
+)
+MAX_METADATA_BYTES = 8192
+
+
+_ms_cache: list[Any] = [-1, ""]
+
+
+def uuid7() -> str:
+    """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, version 7, 74 random bits."""
+    ms = time.time_ns() // 1_000_000
+    cache = _ms_cache
+    if cache[0] != ms:  # the timestamp part changes once per millisecond
+        h = f"{ms:012x}"
+        cache[0], cache[1] = ms, f"{h[:8]}-{h[8:]}-7"
+    r = _RNG.getrandbits(74)
+    return f"{cache[1]}{r >> 62:03x}-{0x8000 | (r >> 48) & 0x3FFF:04x}-{r & 0xFFFFFFFFFFFF:012x}"
+
+
+def hash_secret(value: object) -> str:
+    """What is stored instead of a secret: ``sha256:`` and the first 16 bytes of its digest."""
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    return _ESCAPES.get(ch) or f"\\x{ord(ch):02x}"
+
+
+def _text(name: str, value: Any, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidAuditEvent(f"audit event field {name!r} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidAuditEvent(f"audit event field {name!r} must be a string, "
+                                f"not {type(value).__name__}")
+    if not value and required:
+        raise InvalidAuditEvent(f"audit event field {name!r} must not be empty")
+    if _CONTROL_RE.search(value):  # CR/LF injection: keep the text, neutralise the characters
+        value = _CONTROL_RE.sub(_escape, value)
+    if len(value) > _LIMITS[name]:
+        raise InvalidAuditEvent(
+            f"audit event field {name!r} is longer than {_LIMITS[name]} characters")
+    text: str = value
+    return text
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """Copy of metadata with secret-named keys hashed (nested dicts and lists included)."""
+    if depth > 8:
+        raise InvalidAuditEvent("audit event metadata is nested deeper than 8 levels")
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidAuditEvent("audit event metadata keys must be strings")
+            if _SECRET_KEY_RE.search(k) and v is not None:
+                out[k] = hash_secret(v)
+            else:
+                out[k] = _scrub(v, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    if isinstance(value, str) and _TOKEN_RE.search(value):
+        return hash_secret(value)
+    return value
+
+
+@dataclass(slots=True, kw_only=True)
+class AuditEvent:
+    """One audit record; ``event_id`` and ``time`` are made here, in the producer.
+
+    ``time`` is Unix time in microseconds (UTC). ``metadata`` is any JSON object up to 8 KiB.
+    """
+
+    actor: str
+    action: str
+    resource: str
+    outcome: Outcome
+    reason: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    instance: str | None = None
+    metadata: dict[str, Any] | None = None
+    event_id: str = field(default_factory=uuid7)
+    time: int = field(default_factory=lambda: time.time_ns() // 1000)
+
+    def encode(self, *, instance: str | None = None) -> bytes:
+        """Validate and serialise to one line of JSON (keys = the table's column names).
+
+        Raises :class:`InvalidAuditEvent` naming the first bad field. ``instance`` fills the
+        field when the event does not set it.
+        """
+        actor: Any = self.actor
+        action: Any = self.action
+        resource: Any = self.resource
+        # Fast path: short printable strings need no escaping (isprintable excludes CR/LF).
+        if not (type(actor) is str and 0 < len(actor) <= 256 and actor.isprintable()):
+            actor = _text("actor", actor, required=True)
+        if not (type(action) is str and 0 < len(action) <= 128 and action.isprintable()):
+            action = _text("action", action, required=True)
+        if not (type(resource) is str and 0 < len(resource) <= 512 and resource.isprintable()):
+            resource = _text("resource", resource, required=True)
+        doc: dict[str, Any] = {"event_id": self.event_id, "time": self.time, "actor": actor,
+                               "action": action, "resource": resource, "outcome": self.outcome}
+        if self.outcome not in OUTCOMES:
+            raise InvalidAuditEvent(
+                f"audit event outcome must be one of success/failure/denied, not {self.outcome!r}")
+        if not _ACTION_RE.fullmatch(str(action)):
+            raise InvalidAuditEvent(f"audit event action {action!r} may only use letters, "
+                                    "digits and _ . : / -")
+        if (type(self.event_id) is not str or len(self.event_id) != 36
+                or self.event_id[14] != "7"):
+            raise InvalidAuditEvent("audit event_id must be a UUIDv7 string (leave it unset)")
+        if type(self.time) is not int or not 0 < self.time < 32_503_680_000_000_000:
+            raise InvalidAuditEvent("audit event time must be Unix microseconds (leave it unset)")
+        if _TOKEN_RE.search(f"{actor}\n{resource}"):
+            name = "actor" if _TOKEN_RE.search(str(actor)) else "resource"
+            raise InvalidAuditEvent(f"audit event field {name!r} looks like a credential; "
+                                    "log a hash or an identifier instead")
+        if self.reason is not None:
+            reason = _text("reason", self.reason, required=False)
+            if reason and _TOKEN_RE.search(reason):
+                raise InvalidAuditEvent("audit event field 'reason' looks like a credential")
+            doc["reason"] = reason
+        if self.client_ip is not None:
+            try:
+                doc["client_ip"] = str(ipaddress.ip_address(self.client_ip))
+            except ValueError:
+                raise InvalidAuditEvent(
+                    f"audit event client_ip {self.client_ip!r} is not an IP address") from None
+        if self.user_agent is not None:
+            doc["user_agent"] = _text("user_agent", self.user_agent, required=False)
+        if self.request_id is not None:
+            doc["request_id"] = _text("request_id", self.request_id, required=False)
+        inst = self.instance if self.instance is not None else instance
+        if inst is not None:
+            doc["instance"] = _text("instance", inst, required=False)
+        if self.metadata:
+            if not isinstance(self.metadata, dict):
+                raise InvalidAuditEvent("audit event metadata must be a JSON object")
+            doc["metadata"] = _scrub(self.metadata)
+        try:
+            line = orjson.dumps(doc)
+        except TypeError as exc:
+            raise InvalidAuditEvent(f"audit event metadata is not JSON: {exc}") from None
+        if len(line) > MAX_METADATA_BYTES + 4096:
+            raise InvalidAuditEvent(f"audit event is larger than {MAX_METADATA_BYTES} bytes of "
+                                    "metadata allows")
+        return line
+
+    @classmethod
+    def decode(cls, line: bytes) -> AuditEvent:
+        """The inverse of :meth:`encode` (used by the spool inspector and tests)."""
+        doc = orjson.loads(line)
+        return cls(**doc)
