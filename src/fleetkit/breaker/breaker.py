@@ -163,10 +163,15 @@ class CircuitBreaker:
             return
         self._closed = True
         self._fast = False
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = set(self._tasks)
+        for _ in range(5):  # a driver may swallow one cancellation mid-reconnect: repeat
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning("breaker %s: %d background task(s) did not stop", self.name, len(pending))
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=self.config.poll_interval)
         if self._unsubscribe is not None:
