@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
@@ -39,10 +40,13 @@ async def test_write_commits_and_read_your_writes_token(db: Database, table: str
 
 
 async def test_write_block_rolls_back_on_error(db: Database, table: str) -> None:
-    with pytest.raises(RuntimeError):
+    async def fail_inside() -> None:
         async with db.write() as conn:
             await conn.execute(text(f"INSERT INTO {table} VALUES (2, 'x')"))
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await fail_inside()
     with pytest.raises(DatabaseError):
         async with db.write() as conn:
             await conn.execute(text(f"INSERT INTO {table} VALUES (3, 'x'), (3, 'y')"))
@@ -103,7 +107,18 @@ async def test_only_dead_replicas_means_reads_on_primary() -> None:
         await db.aclose()
 
 
-async def test_replica_dropping_connection_mid_read_is_retried(db: Database) -> None:
+@pytest.fixture
+async def quiet_db() -> AsyncIterator[Database]:
+    """Like ``db`` but its monitor waits 60 s after the first check: the test drives checks."""
+    database = Database(PG_PRIMARY_URL, read_urls=[PG_REPLICA_URL], write_pool_size=4,
+                        read_pool_size=4, health_interval=60)
+    await database.start()
+    yield database
+    await database.aclose()
+
+
+async def test_replica_dropping_connection_mid_read_is_retried(quiet_db: Database) -> None:
+    db = quiet_db
     calls: list[int] = []
 
     async def fn(conn) -> int:  # type: ignore[no-untyped-def]
@@ -117,8 +132,7 @@ async def test_replica_dropping_connection_mid_read_is_retried(db: Database) -> 
     assert await db.run_read(fn) == PRIMARY_PORT
     assert calls == [REPLICA_PORT, PRIMARY_PORT]
     assert not db.replicas[0].healthy and db.replicas[0].failovers == 1
-    # The monitor (0.5 s interval) puts the healthy replica back.
-    await db.check()
+    await db.check()  # the monitor's next check puts the (healthy) replica back
     assert db.replicas[0].healthy
     with pytest.raises(DatabaseUnavailable):
         async with db.read() as conn:

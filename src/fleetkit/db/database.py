@@ -297,7 +297,7 @@ class Database:
         ones sooner but orphan those checked out at that moment (they would never be closed).
         """
         pool = node.engine.sync_engine.pool
-        pool._invalidate_time = time.time()  # noqa: SLF001 - SQLAlchemy's own drain mechanism
+        pool._invalidate_time = time.time()  # SQLAlchemy's own post-disconnect mechanism
 
     # ------------------------------------------------------------------ writes
 

@@ -154,12 +154,13 @@ class ReplicaMonitor:
                 await task
 
     async def _run(self) -> None:
+        # Database.start() has just checked; the first round is one interval later.
         while True:
+            await asyncio.sleep(self.interval)
             try:
                 await self.check()
             except Exception:  # the loop must survive anything; each probe logs its own failure
                 log.exception("db monitor check failed")
-            await asyncio.sleep(self.interval)
 
     async def check(self) -> None:
         """One round over the primary and every replica (concurrent callers share a round)."""

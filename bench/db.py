@@ -1,0 +1,173 @@
+"""Database router: reads/s through ``db.read()`` vs a plain asyncpg engine, and a replica stop.
+
+    python bench/db.py [--seconds 3] [--concurrency 32]
+
+Phase 1 measures the router's overhead: the same query (``SELECT 1``, so the overhead is as
+visible as it can be) on the same replica through a plain SQLAlchemy asyncpg engine (baseline)
+and through ``db.read()``, ``db.run_read()`` and ``db.read(lsn=token)``, in the same run.
+Phase 2 stops the replica (``scripts/services.sh replica-stop``) while 32 tasks read, counts
+errors of requests that started after the router detected the failure (target: 0), and restarts
+the replica in ``finally`` (it is shared), then times until the monitor puts it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.harness import Report, run_concurrent
+from fleetkit.db import Database
+from fleetkit.errors import DatabaseError
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = text("SELECT 1")
+
+
+async def services(command: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(ROOT / "scripts" / "services.sh"), command,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.wait_for(proc.wait(), 120)
+
+
+async def overhead(report: Report, primary: str, replica: str, seconds: float,
+                   conc: int) -> None:
+    plain = create_async_engine(replica.replace("postgresql://", "postgresql+asyncpg://"),
+                                pool_size=conc, max_overflow=0)
+    db = Database(primary, read_urls=[replica], read_pool_size=conc, write_pool_size=4)
+    await db.start()
+    token = await db.current_lsn()
+
+    async def baseline(_: int) -> None:
+        async with plain.connect() as conn:
+            await conn.execute(QUERY)
+
+    async def routed(_: int) -> None:
+        async with db.read() as conn:
+            await conn.execute(QUERY)
+
+    async def retried(_: int) -> None:
+        await db.run_read(lambda conn: conn.execute(QUERY))
+
+    async def ryw(_: int) -> None:
+        async with db.read(lsn=token) as conn:
+            await conn.execute(QUERY)
+
+    try:
+        # Alternate the two main loops twice so drift on this shared machine hits both.
+        base_rates, routed_rates = [], []
+        for _ in range(2):
+            r = await run_concurrent(baseline, concurrency=conc, seconds=seconds)
+            base_rates.append(r.rate)
+            r = await run_concurrent(routed, concurrency=conc, seconds=seconds)
+            routed_rates.append(r.rate)
+        base = f"plain asyncpg engine x{conc}"
+        report.add(base, max(base_rates), "reads/s")
+        report.add(f"db.read() x{conc}", max(routed_rates), "reads/s", baseline=base)
+        r = await run_concurrent(retried, concurrency=conc, seconds=seconds)
+        report.add(f"db.run_read() x{conc}", r.rate, "reads/s", baseline=base, errors=r.errors)
+        r = await run_concurrent(ryw, concurrency=conc, seconds=seconds)
+        report.add(f"db.read(lsn=token) x{conc}", r.rate, "reads/s", baseline=base,
+                   errors=r.errors)
+    finally:
+        await db.aclose()
+        await plain.dispose()
+
+
+async def failover(report: Report, primary: str, replica_url: str, conc: int) -> None:
+    db = Database(primary, read_urls=[replica_url], read_pool_size=conc, write_pool_size=conc,
+                  health_interval=1.0, connect_timeout=2.0)
+    await db.start()
+    replica = db.replicas[0]
+    ok: list[tuple[float, bool]] = []          # (started, on replica)
+    failed: list[float] = []                   # started
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                async with db.read() as conn:
+                    port = (await conn.execute(text("SELECT inet_server_port()"))).scalar()
+                ok.append((started, port == replica.url.port))
+            except DatabaseError:
+                failed.append(started)
+
+    tasks = [asyncio.create_task(reader()) for _ in range(conc)]
+    t0 = time.monotonic()
+    detected = back = None
+    try:
+        await asyncio.sleep(1.0)
+        stopped_at = time.monotonic()
+        try:
+            stopper = asyncio.create_task(services("replica-stop"))
+            deadline = time.monotonic() + 30
+            while replica.healthy and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            detected = replica.changed_at if not replica.healthy else None
+            await stopper
+            await asyncio.sleep(2.0)   # reads with the replica down
+        finally:
+            await services("replica-start")
+        deadline = time.monotonic() + 60
+        while not replica.healthy and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        back = replica.changed_at if replica.healthy else None
+        await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await db.aclose()
+    elapsed = time.monotonic() - t0
+    report.add(f"db.read() x{conc}, replica stopped mid-run", len(ok) / elapsed, "reads/s")
+    after = sum(1 for s in failed if detected is not None and s >= detected)
+    before = len(failed) - after
+    report.add("failed reads before detection (in flight)", before, "reads")
+    report.add("failed reads after detection", after, "reads")
+    report.add("stop -> detection", (detected - stopped_at) if detected else -1, "s")
+    report.add("back in rotation after restart", (back - detected) if back and detected else -1,
+               "s (from detection)")
+    on_replica_after = sum(1 for s, r in ok if back is not None and s > back and r)
+    report.info["failover"] = {"reads": len(ok), "errors": len(failed),
+                               "reads_on_replica_after_restart": on_replica_after}
+    report.check("replica stop detected", detected is not None, "taken out of rotation")
+    report.check("0 failed reads after detection", detected is not None and after == 0,
+                 f"{after} errors after detection ({before} in flight at the stop)")
+    report.check("replica used again after restart", on_replica_after > 0,
+                 f"{on_replica_after} reads on the replica after it came back")
+
+
+async def main(primary: str, replica: str, seconds: float, conc: int) -> int:
+    report = Report("db", "PostgreSQL reads: router vs plain engine; replica stopped mid-run")
+    await overhead(report, primary, replica, seconds, conc)
+    ratio = report.get(f"db.read() x{conc}").ratio or 0.0
+    report.check("router overhead: db.read() >= 0.8x plain engine", ratio >= 0.8,
+                 f"{ratio:.2f}x")
+    await failover(report, primary, replica, conc)
+    report.info.update(primary=primary.split("@")[-1], replica=replica.split("@")[-1],
+                       query="SELECT 1", concurrency=conc)
+    report.save(chart_unit="reads/s")
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--primary", default=os.environ.get(
+        "FLEETKIT_TEST_PG_PRIMARY_URL", "postgresql://fleetkit:fleetkit@127.0.0.1:5440/fleetkit"))
+    parser.add_argument("--replica", default=os.environ.get(
+        "FLEETKIT_TEST_PG_REPLICA_URL", "postgresql://fleetkit:fleetkit@127.0.0.1:5441/fleetkit"))
+    ns = parser.parse_args()
+    sys.exit(uvloop.run(main(ns.primary, ns.replica, ns.seconds, ns.concurrency)))
