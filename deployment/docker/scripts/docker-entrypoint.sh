@@ -16,6 +16,7 @@
 #   WAIT_TIMEOUT           seconds to wait for each dependency (default 60)
 #   RUN_MIGRATIONS         true|false (default false)
 #   MIGRATION_ATTEMPTS     tries of `fleetkit migrate` before giving up (default 3)
+#   MIGRATION_RETRY_DELAY  seconds between tries (default 2)
 #   PYTHON                 interpreter for the dependency probe (default python3; stdlib only)
 set -eu
 
@@ -190,7 +191,7 @@ migrate() {
             return 1
         fi
         n=$((n + 1))
-        sleep 2 &
+        sleep "${MIGRATION_RETRY_DELAY:-2}" &
         child=$!
         wait "$child" || true
         child=""
