@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
-from types import TracebackType
+from types import EllipsisType, TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from redis.exceptions import RedisError
@@ -208,11 +208,11 @@ class CircuitBreaker:
         """Decorator: ``@breaker`` on an async function."""
         return self.protect()(fn)
 
-    def protect(self, *, fallback: Fallback | None = None,
+    def protect(self, *, fallback: Fallback | EllipsisType | None = ...,
                 result_is_failure: Callable[[Any], bool] | None = None
                 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-        """Decorator with its own fallback / result classification."""
-        chosen_fallback = fallback or self.fallback
+        """Decorator with its own fallback (``None``: none) / result classification."""
+        chosen_fallback = self.fallback if isinstance(fallback, EllipsisType) else fallback
         pred = result_is_failure or self._result_pred
 
         def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
