@@ -298,13 +298,14 @@ class AuditConsumer:
         floor: tuple[int, int] | None = None
         for g in groups:
             name = g["name"]
-            summary = await self._redis.execute_command("XPENDING", key, name)
-            need = summary[1] if int(summary[0]) > 0 else _next_id(g["last-delivered-id"]).encode()
+            summary = await self._redis.xpending(key, name)
+            pending = int(summary["pending"])
+            need = summary["min"] if pending else _next_id(g["last-delivered-id"]).encode()
             ms, _, seq = need.decode().partition("-")
             candidate = (int(ms), int(seq or 0))
             floor = candidate if floor is None or candidate < floor else floor
             if (name.decode() if isinstance(name, bytes) else name) == self._group:
-                CONSUMER_PENDING.labels(str(shard)).set(int(summary[0]))
+                CONSUMER_PENDING.labels(str(shard)).set(pending)
                 lag = g.get("lag")
                 if lag is not None:
                     CONSUMER_LAG.labels(str(shard)).set(int(lag))

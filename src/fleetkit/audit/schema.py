@@ -21,6 +21,8 @@ from typing import Any
 
 __all__ = [
     "CANON_SQL",
+    "ddl_statements",
+    "default_months",
     "add_months",
     "drop_statements",
     "ensure_partitions",

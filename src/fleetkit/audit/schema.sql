@@ -51,8 +51,9 @@ CREATE TABLE IF NOT EXISTS __S__.audit_retention (
 -- @@
 CREATE OR REPLACE FUNCTION __S__.audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
+    -- (no % placeholders: this text also goes through DB-API drivers in migrations)
+    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+        MESSAGE = 'audit log is append-only: ' || TG_OP || ' on ' || TG_TABLE_NAME || ' refused';
 END
 $$
 -- @@

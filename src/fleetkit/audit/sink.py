@@ -190,7 +190,7 @@ class PostgresSink:
 
 # --- SQLite (embedded mode) -------------------------------------------------------------------
 
-_SQLITE_DDL = [
+SQLITE_DDL = [
     """CREATE TABLE IF NOT EXISTS audit_events (
         event_id TEXT NOT NULL PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL,
         action TEXT NOT NULL, resource TEXT NOT NULL,
@@ -234,7 +234,7 @@ class SqliteSink:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            for stmt in _SQLITE_DDL:
+            for stmt in SQLITE_DDL:
                 db.execute(stmt)
             self._db = db
         return self._db
