@@ -1,7 +1,7 @@
 -- Create a session and enforce the per-user cap atomically (one slot: every key shares {route}).
 -- KEYS[1] session hash, KEYS[2] user index (zset: sid -> created ms)
 -- ARGV: base, sid, user, idle_ms, abs_ms, max, policy ("evict"|"refuse"), tombstone_ms, ip, ua,
---       then data field/value pairs
+--       then data field/value pairs (fields already prefixed with '.')
 -- Reply: {status (1 created, 0 refused), now_ms, evicted, pruned}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -28,7 +28,9 @@ if count >= max then
     evicted = evicted + 1
   end
 end
-local fields = {'#u', ARGV[3], '#c', now, '#l', now, '#i', ARGV[9], '#a', ARGV[10]}
+-- One-letter metadata fields keep the hash in a small listpack; last seen is not stored, it is
+-- derived from the TTL (the idle TTL restarts at each touch).
+local fields = {'u', ARGV[3], 'c', now, 'i', ARGV[9], 'a', ARGV[10]}
 for i = 11, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end

@@ -1,8 +1,9 @@
--- Read a session, sliding its idle TTL (at most once per touch_ms) within its absolute lifetime.
+-- Read a session, sliding its idle TTL (when that moves the expiry by >= touch_ms) within its
+-- absolute lifetime.
 -- KEYS[1] session hash, KEYS[2] rotation alias of this sid
 -- ARGV: base, sid, idle_ms, abs_ms, touch_ms
--- Reply: {status, sid, now_ms, field, value, ...}; status 1 found, 2 found through a rotation
--- alias (grace period), 0 unknown, -1 past its absolute lifetime (deleted now)
+-- Reply: {status, sid, now_ms, pttl_ms, field, value, ...}; status 1 found, 2 found through a
+-- rotation alias (grace period), 0 unknown, -1 past its absolute lifetime (deleted now)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local base, sid, key, status = ARGV[1], ARGV[2], KEYS[1], 1
@@ -11,32 +12,32 @@ local h = redis.call('HGETALL', key)
 if #h == 0 then
   local target = redis.call('GET', KEYS[2])
   if not target then
-    return {0, sid, now}
+    return {0, sid, now, 0}
   end
   sid, key, status = target, base .. 's' .. target, 2
   h = redis.call('HGETALL', key)
   if #h == 0 then
-    return {0, sid, now}
+    return {0, sid, now, 0}
   end
 end
-local created, last, user, lpos = 0, 0, '', 0
+local created, user = 0, ''
 for i = 1, #h, 2 do
   local f = h[i]
-  if f == '#c' then created = tonumber(h[i + 1])
-  elseif f == '#l' then last = tonumber(h[i + 1]); lpos = i + 1
-  elseif f == '#u' then user = h[i + 1] end
+  if f == 'c' then created = tonumber(h[i + 1])
+  elseif f == 'u' then user = h[i + 1] end
 end
 if now >= created + abs then
   redis.call('DEL', key)
   redis.call('ZREM', base .. 'u' .. user, sid)
-  return {-1, sid, now}
+  return {-1, sid, now, 0}
 end
-if now - last >= touch then
-  redis.call('HSET', key, '#l', now)
-  redis.call('PEXPIRE', key, math.min(idle, created + abs - now))
-  h[lpos] = tostring(now)
+local ttl = redis.call('PTTL', key)
+local want = math.min(idle, created + abs - now)
+if want - ttl >= touch then
+  redis.call('PEXPIRE', key, want)
+  ttl = want
 end
-local reply = {status, sid, now}
+local reply = {status, sid, now, ttl}
 for i = 1, #h do
   reply[#reply + 1] = h[i]
 end

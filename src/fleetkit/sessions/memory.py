@@ -135,7 +135,7 @@ class MemoryBackend:
                 ks.put(base + "t" + m, "e", int(argv[7]))
                 ks.zrem(keys[1], m)
                 evicted += 1
-        h = {"#u": argv[2], "#c": str(now), "#l": str(now), "#i": argv[8], "#a": argv[9]}
+        h = {"u": argv[2], "c": str(now), "i": argv[8], "a": argv[9]}
         h.update(zip(argv[10::2], argv[11::2], strict=True))
         ks.put(keys[0], h, min(idle, abs_))
         index: dict[str, int] | None = ks.get(keys[1])
@@ -155,20 +155,22 @@ class MemoryBackend:
         if h is None:
             target = ks.get(keys[1])
             if target is None:
-                return [0, sid, now]
+                return [0, sid, now, 0]
             sid, key, status = target, base + "s" + target, 2
             h = ks.get(key)
             if h is None:
-                return [0, sid, now]
-        created = int(h["#c"])
+                return [0, sid, now, 0]
+        created = int(h["c"])
         if now >= created + abs_:
             ks.delete(key)
-            ks.zrem(base + "u" + h["#u"], sid)
-            return [-1, sid, now]
-        if now - int(h["#l"]) >= touch:
-            h["#l"] = str(now)
-            ks.pexpire(key, min(idle, created + abs_ - now))
-        return [status, sid, now, *_split(h)]
+            ks.zrem(base + "u" + h["u"], sid)
+            return [-1, sid, now, 0]
+        ttl = ks.pttl(key)
+        want = min(idle, created + abs_ - now)
+        if want - ttl >= touch:
+            ks.pexpire(key, want)
+            ttl = want
+        return [status, sid, now, ttl, *_split(h)]
 
     def _update(self, keys: Sequence[str], argv: Sequence[str]) -> Reply:
         ks, now = self.ks, self.ks.now()
@@ -180,7 +182,7 @@ class MemoryBackend:
         h = ks.get(key)
         if h is None:
             return -1 if ks.exists(tomb) else 0
-        if now >= int(h["#c"]) + int(argv[1]):
+        if now >= int(h["c"]) + int(argv[1]):
             return 0
         n = int(argv[2])
         pairs = argv[3: 3 + 2 * n]
@@ -196,8 +198,8 @@ class MemoryBackend:
         h = ks.get(keys[0])
         if h is None:
             return [-1 if ks.exists(base + "t" + old) else 0, now]
-        created = int(h["#c"])
-        index = base + "u" + h["#u"]
+        created = int(h["c"])
+        index = base + "u" + h["u"]
         if now >= created + abs_:
             ks.delete(keys[0])
             ks.zrem(index, old)
@@ -205,9 +207,9 @@ class MemoryBackend:
         ks.delete(keys[0])
         n = int(argv[6])
         pairs = argv[7: 7 + 2 * n]
-        h["#l"] = str(now)
         h.update(zip(pairs[::2], pairs[1::2], strict=True))
-        ks.put(keys[2], h, min(idle, created + abs_ - now))
+        ttl = min(idle, created + abs_ - now)
+        ks.put(keys[2], h, ttl)
         ks.zrem(index, old)
         z: dict[str, int] | None = ks.get(index)
         if z is None:
@@ -215,7 +217,7 @@ class MemoryBackend:
             ks.put(index, z, abs_)
         z[new] = created
         ks.put(keys[1], new, int(argv[5]))
-        return [1, now, *_split(h)]
+        return [1, now, ttl, *_split(h)]
 
     def _revoke(self, keys: Sequence[str], argv: Sequence[str]) -> Reply:
         ks = self.ks
@@ -231,7 +233,7 @@ class MemoryBackend:
         if h is None:
             return 0
         ks.delete(key)
-        ks.zrem(base + "u" + h["#u"], sid)
+        ks.zrem(base + "u" + h["u"], sid)
         return 1
 
     def _revoke_all(self, keys: Sequence[str], argv: Sequence[str]) -> Reply:
@@ -244,13 +246,13 @@ class MemoryBackend:
 
     def _list(self, keys: Sequence[str], argv: Sequence[str]) -> Reply:
         ks, base, pruned = self.ks, argv[0], 0
-        reply: list[Any] = [0]
+        reply: list[Any] = [0, ks.now()]
         for m in ks.zrange(keys[0]):
             h = ks.get(base + "s" + m)
             if h is None:
                 ks.zrem(keys[0], m)
                 pruned += 1
             else:
-                reply += [m, h["#c"], h["#l"], h.get("#i", ""), h.get("#a", "")]
+                reply += [m, h["c"], ks.pttl(base + "s" + m), h.get("i", ""), h.get("a", "")]
         reply[0] = pruned
         return reply

@@ -12,7 +12,7 @@ if target then
     sid, key = target, base .. 's' .. target
   end
 end
-local user = redis.call('HGET', key, '#u')
+local user = redis.call('HGET', key, 'u')
 redis.call('SET', base .. 't' .. sid, 'r', 'PX', ARGV[3])
 if not user then
   return 0

@@ -2,9 +2,10 @@
 
 Layout (``{route}`` is the hash tag from the token, so one user's keys share one Cluster slot)::
 
-    <prefix>{<route>}s<sid>     hash: #u user, #c created ms, #l last seen ms, #i ip, #a user
-                                agent, and one field per data item (JSON); TTL = idle, capped at
-                                the absolute deadline
+    <prefix>{<route>}s<sid>     hash: u user, c created ms, i ip, a user agent, and ".<name>"
+                                per data item (JSON); TTL = idle, capped at the absolute
+                                deadline. Last seen = now - idle + TTL (not stored: every byte
+                                here is paid per session; see bench/sessions.py)
     <prefix>{<route>}u<user>    zset: sid -> created ms (the per-user index, capped at max)
     <prefix>{<route>}r<sid>     string: new sid of a rotated session (TTL = rotation grace)
     <prefix>{<route>}t<sid>     string: tombstone of a revoked/evicted sid (TTL = tombstone_ttl)
@@ -49,7 +50,6 @@ REVOKE = Script.from_package(_PKG, "revoke.lua")
 REVOKE_ALL = Script.from_package(_PKG, "revoke_all.lua")
 LIST = Script.from_package(_PKG, "list.lua")
 
-_META = ("#u", "#c", "#l", "#i", "#a")
 _MAX_UA = 256
 _MAX_IP = 64
 
@@ -115,11 +115,14 @@ def _s(value: Any) -> str:
 def _encode(data: Mapping[str, Any]) -> list[str | bytes]:
     out: list[str | bytes] = []
     for name, value in data.items():
-        if not isinstance(name, str) or not name or name.startswith("#"):
-            raise ValueError(f"session data key {name!r} must be a non-empty str not starting "
-                             "with '#'")
-        out += [name, orjson.dumps(value)]
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"session data key {name!r} must be a non-empty str")
+        out += ["." + name, orjson.dumps(value)]
     return out
+
+
+def _data(h: Mapping[str, str]) -> dict[str, Any]:
+    return {k[1:]: _decode(v) for k, v in h.items() if k.startswith(".")}
 
 
 def _decode(value: str) -> Any:
@@ -267,12 +270,12 @@ class SessionStore:
             self._forget(sid)
             m.OPERATIONS.labels("get", "expired" if status < 0 else "miss").inc()
             return None
-        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(3, len(reply), 2)}
+        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(4, len(reply), 2)}
+        created = int(h.get("c", 0))
         session = Session(
-            token, _s(reply[1]), h.get("#u", ""),
-            {k: _decode(v) for k, v in h.items() if k not in _META},
-            int(h.get("#c", 0)) / 1000, int(h.get("#l", 0)) / 1000, h.get("#i", ""),
-            h.get("#a", ""), parsed.region, grace=status == 2,
+            token, _s(reply[1]), h.get("u", ""), _data(h), created / 1000,
+            self._last_seen(created, int(reply[2]), int(reply[3])), h.get("i", ""),
+            h.get("a", ""), parsed.region, grace=status == 2,
         )
         m.OPERATIONS.labels("get", "grace" if status == 2 else "hit").inc()
         self._remember(session, key=sid)
@@ -288,7 +291,7 @@ class SessionStore:
         parsed, backend = found
         base, sid = self._base(parsed.route), parsed.sid
         pairs = _encode(dict(values or {}))
-        removed = [d for d in delete if d and not d.startswith("#")]
+        removed = ["." + d for d in delete if d]
         if not pairs and not removed:
             return True
         reply = int(await self._run(
@@ -321,12 +324,11 @@ class SessionStore:
         if int(reply[0]) != 1:
             m.OPERATIONS.labels("rotate", "miss").inc()
             return None
-        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(2, len(reply), 2)}
+        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(3, len(reply), 2)}
         m.OPERATIONS.labels("rotate", "ok").inc()
         session = Session(
-            tok.token, tok.sid, h["#u"], {k: _decode(v) for k, v in h.items() if k not in _META},
-            int(h["#c"]) / 1000, int(h["#l"]) / 1000, h.get("#i", ""), h.get("#a", ""),
-            parsed.region,
+            tok.token, tok.sid, h["u"], _data(h), int(h["c"]) / 1000, int(reply[1]) / 1000,
+            h.get("i", ""), h.get("a", ""), parsed.region,
         )
         self._remember(session)
         return session
@@ -361,12 +363,19 @@ class SessionStore:
         reply = await self._run("list", self.router.local, LIST, [base + "u" + user_id], [base])
         if int(reply[0]):
             m.PRUNED.labels("script").inc(int(reply[0]))
+        now = int(reply[1])
         out: builtins.list[SessionInfo] = []
-        for i in range(1, len(reply), 5):
-            sid, created, last, ip, ua = (_s(x) for x in reply[i: i + 5])
-            out.append(SessionInfo(sid, int(created) / 1000, int(last) / 1000, ip, ua))
+        for i in range(2, len(reply), 5):
+            sid, created, ttl, ip, ua = (_s(x) for x in reply[i: i + 5])
+            out.append(SessionInfo(sid, int(created) / 1000,
+                                   self._last_seen(int(created), now, int(ttl)), ip, ua))
         m.OPERATIONS.labels("list", "ok").inc()
         return out
+
+    def _last_seen(self, created_ms: int, now_ms: int, ttl_ms: int) -> float:
+        """Last touch = now - idle + remaining TTL (the TTL restarts at each touch); near the
+        absolute deadline the TTL is capped, so this is a lower bound, never before creation."""
+        return max(created_ms, min(now_ms, now_ms - self.idle_ms + ttl_ms)) / 1000
 
     # --- stale-if-error cache ---------------------------------------------------------------
     def _remember(self, session: Session, *, key: str | None = None) -> None:

@@ -11,7 +11,7 @@ if redis.call('EXISTS', key) == 0 then
     key, tomb = base .. 's' .. target, base .. 't' .. target
   end
 end
-local created = redis.call('HGET', key, '#c')
+local created = redis.call('HGET', key, 'c')
 if not created then
   if redis.call('EXISTS', tomb) == 1 then
     return -1
@@ -23,11 +23,11 @@ if now >= tonumber(created) + tonumber(ARGV[2]) then
 end
 local n = tonumber(ARGV[3])
 if n > 0 then
-  local pairs_ = {}
+  local kv = {}
   for i = 4, 3 + 2 * n do
-    pairs_[#pairs_ + 1] = ARGV[i]
+    kv[#kv + 1] = ARGV[i]
   end
-  redis.call('HSET', key, unpack(pairs_))
+  redis.call('HSET', key, unpack(kv))
 end
 if #ARGV > 3 + 2 * n then
   local dels = {}
