@@ -71,7 +71,8 @@ def test_dockerfile_stages_and_runtime() -> None:
     words = dict(runtime)
     assert re.fullmatch(r"\d+:\d+", words["USER"]) and not words["USER"].startswith("0")
     assert '"fleetkit", "healthcheck"' in words["HEALTHCHECK"]
-    assert words["ENTRYPOINT"].startswith('["/usr/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"')
+    assert words["ENTRYPOINT"].startswith(
+        '["/usr/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"')
     env = words["ENV"]
     for name in ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "MALLOC_ARENA_MAX=",
                  "PROMETHEUS_MULTIPROC_DIR=", "AUDIT_SPOOL_DIR=", "WEB_CONCURRENCY="):
@@ -93,8 +94,9 @@ def test_dockerignore_lets_exactly_the_copied_files_through() -> None:
             negate = pattern.startswith("!")
             pat = pattern[1:] if negate else pattern
             pat = pat.rstrip("/")
+            parts = path.split("/")
             hit = fnmatch.fnmatch(path, pat) or path.startswith(pat + "/") or (
-                pat.startswith("**/") and any(fnmatch.fnmatch(part, pat[3:]) for part in path.split("/")))
+                pat.startswith("**/") and any(fnmatch.fnmatch(p, pat[3:]) for p in parts))
             if hit:
                 keep = negate
         return keep
@@ -132,7 +134,8 @@ def test_compose_has_the_whole_stack_with_healthchecks_and_conditions() -> None:
 def test_compose_images_are_pinned() -> None:
     for name, svc in compose()["services"].items():
         image = svc["image"]
-        assert ":" in image and not image.endswith(":latest") or "build" in svc, f"{name}: {image}"
+        pinned = ":" in image and not image.endswith(":latest")
+        assert pinned or "build" in svc, f"{name}: {image}"
 
 
 def test_compose_redis_persistence() -> None:
@@ -188,7 +191,8 @@ def test_compose_read_only_apps_have_their_writable_paths() -> None:
 def test_compose_nginx_upstreams_are_the_app_instances() -> None:
     data = compose()
     services = data["services"]
-    servers = re.findall(r"^server\s+([\d.]+):(\d+)", (NGINX / "upstream.compose.conf").read_text(), re.M)
+    upstream = (NGINX / "upstream.compose.conf").read_text()
+    servers = re.findall(r"^server\s+([\d.]+):(\d+)", upstream, re.M)
     addresses = {services[f"app-{i}"]["networks"]["backend"]["ipv4_address"] for i in (1, 2, 3)}
     assert {ip for ip, _ in servers} == addresses
     assert {int(port) for _, port in servers} == {Settings.model_fields["port"].default}
@@ -217,7 +221,8 @@ def test_compose_bind_mounts_exist() -> None:
         assert (DOCKER / src).exists(), f"{src} (relative to deployment/docker) does not exist"
     prometheus = compose()["services"]["prometheus"]["command"]
     config = next(c for c in prometheus if c.startswith("--config.file="))
-    assert Path(config.replace("--config.file=/etc/fleetkit/monitoring", str(DOCKER / "../monitoring"))).exists()
+    local = config.replace("--config.file=/etc/fleetkit/monitoring", str(DOCKER / "../monitoring"))
+    assert Path(local).exists()
 
 
 def test_env_example_defines_every_required_variable() -> None:

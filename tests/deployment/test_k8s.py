@@ -18,7 +18,9 @@ from tests.deployment.tooling import K8S, load_documents
 # Oldest supported and newest schema shipped by kubernetes-validate.
 VERSIONS = ["1.29", "1.37"]
 # CRDs have no core schema; each gets a small structural schema of ours.
-CRD_SCHEMAS = {"VerticalPodAutoscaler": Path(__file__).parent / "schemas" / "verticalpodautoscaler.json"}
+CRD_SCHEMAS = {
+    "VerticalPodAutoscaler": Path(__file__).parent / "schemas" / "verticalpodautoscaler.json",
+}
 MANIFESTS = sorted(K8S.glob("*.yaml"))
 # Read by the container entrypoint or the C library, not by Settings.
 NON_SETTINGS_ENV = {"MALLOC_ARENA_MAX", "WAIT_TIMEOUT", "RUN_MIGRATIONS"}
@@ -29,13 +31,15 @@ def all_objects() -> list[tuple[str, dict[str, Any]]]:
 
 
 def find(kind: str, name: str) -> dict[str, Any]:
-    matches = [doc for _, doc in all_objects() if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    matches = [doc for _, doc in all_objects()
+               if doc["kind"] == kind and doc["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
     return matches[0]
 
 
 def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == name)
 
 
 def validate_crd(doc: dict[str, Any]) -> None:
@@ -93,7 +97,8 @@ def test_api_deployment() -> None:
     dep = find("Deployment", "fleetkit")
     spec, pod = dep["spec"], dep["spec"]["template"]["spec"]
     assert spec["replicas"] == 20
-    assert spec["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
     app = container(dep, "fleetkit")
     assert app["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
                                 "limits": {"cpu": "4", "memory": "8Gi"}}
@@ -189,7 +194,10 @@ def test_quota_admits_the_initial_rollout_with_surge() -> None:
         dep = find("Deployment", name)
         surge = dep["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
         replicas = dep["spec"]["replicas"]
-        count = replicas + (-(-replicas * int(surge[:-1]) // 100) if str(surge).endswith("%") else int(surge))
+        if str(surge).endswith("%"):
+            count = replicas - (-replicas * int(surge[:-1]) // 100)  # ceil, as Kubernetes does
+        else:
+            count = replicas + int(surge)
         requests = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
         total_cpu += count * cpu(requests["cpu"])
         total_mem += count * mem_gi(requests["memory"])
@@ -214,9 +222,11 @@ def test_limit_range_admits_every_container() -> None:
 
 def test_hpa() -> None:
     hpa = find("HorizontalPodAutoscaler", "fleetkit")["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fleetkit"}
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": "fleetkit"}
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (10, 200)
-    assert hpa["minReplicas"] <= find("Deployment", "fleetkit")["spec"]["replicas"] <= hpa["maxReplicas"]
+    replicas = find("Deployment", "fleetkit")["spec"]["replicas"]
+    assert hpa["minReplicas"] <= replicas <= hpa["maxReplicas"]
     targets = {}
     for m in hpa["metrics"]:
         if m["type"] == "Resource":
@@ -259,9 +269,9 @@ def test_service_ingress_and_network_policy_reach_the_api_port() -> None:
     svc = find("Service", "fleetkit")
     assert svc["spec"]["selector"].items() <= labels.items()
     assert svc["spec"]["type"] == "LoadBalancer"
-    assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
-    assert svc["metadata"]["annotations"][
-        "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"] == "/health/ready"
+    aws = "service.beta.kubernetes.io/aws-load-balancer-"
+    assert svc["metadata"]["annotations"][aws + "type"] == "external"
+    assert svc["metadata"]["annotations"][aws + "healthcheck-path"] == "/health/ready"
     svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
     for p in svc_ports.values():
         assert p["targetPort"] in ports
@@ -288,5 +298,7 @@ def test_readme_documents_the_apply_order() -> None:
     assert sorted(applied) == sorted(p.name for p in MANIFESTS), applied
     order = {name: i for i, name in enumerate(applied)}
     assert order["namespace.yaml"] == 0
-    assert order["configmap.yaml"] < order["deployment.yaml"] < order["service.yaml"] < order["hpa.yaml"]
-    assert readme.index("create secret generic fleetkit-secrets") < readme.index("apply -f deployment/k8s/deployment.yaml")
+    assert (order["configmap.yaml"] < order["deployment.yaml"] < order["service.yaml"]
+            < order["hpa.yaml"])
+    secret = readme.index("create secret generic fleetkit-secrets")
+    assert secret < readme.index("apply -f deployment/k8s/deployment.yaml")

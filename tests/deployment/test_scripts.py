@@ -123,4 +123,5 @@ def test_sigterm_while_waiting_exits_at_once(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=10)  # far less than WAIT_TIMEOUT
     assert proc.returncode == 143
     assert "received TERM before the server started" in err
-    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+    status = Path(f"/proc/{child}/status")
+    assert not status.exists() or "zombie" in status.read_text().lower()
