@@ -101,7 +101,9 @@ async def test_check_timeout_reports_fail(registry: HealthRegistry) -> None:
 
 
 async def test_200_concurrent_readiness_requests_run_each_check_once_per_interval() -> None:
-    registry = HealthRegistry(interval=0.4, deadline=0.08)
+    # A generous deadline: under this burst on a busy machine the first run may take longer
+    # than 80 ms, and this test is about how many runs happen, not about the deadline.
+    registry = HealthRegistry(interval=0.4, deadline=2.0)
     deps = {name: Counting(delay=0.02) for name in ("redis", "db", "audit")}
     for name, dep in deps.items():
         registry.add(name, dep, critical=True)
