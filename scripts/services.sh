@@ -45,6 +45,7 @@ PG_ROOT=$DIR/pg
 PG_SOCK=$PG_ROOT/sock
 
 # Keep the user's client environment from redirecting our psql/redis-cli calls.
+export PGCONNECT_TIMEOUT=5
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGPASSWORD PGPASSFILE PGSERVICE \
     PGSERVICEFILE PGSSLMODE PGOPTIONS PGDATA PGTARGETSESSIONATTRS REDISCLI_AUTH
 
@@ -97,8 +98,9 @@ apt_install() {
 
 # ---------------------------------------------------------------- redis helpers
 
-rcli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
-rcli_tls() { redis-cli -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$TLS_DIR/ca.crt" "$@"; }
+# redis-cli never times out on its own: a foreign listener on a port would hang it
+rcli() { timeout 5 redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+rcli_tls() { timeout 5 redis-cli -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$TLS_DIR/ca.crt" "$@"; }
 
 redis_ping() { [ "$(rcli "$1" ping 2>/dev/null)" = PONG ]; }
 tls_ping() { [ -f "$TLS_DIR/ca.crt" ] && [ "$(rcli_tls ping 2>/dev/null)" = PONG ]; }
@@ -116,21 +118,22 @@ dir "$2"
 save ""
 appendonly no
 enable-debug-command local
+repl-diskless-sync-delay 0
 EOF
 }
 
 # launch_redis NAME PORT DIR: start redis-server with DIR/redis.conf (it daemonizes)
 launch_redis() {
     local name=$1 port=$2 dir=$3
-    if ! redis-server "$dir/redis.conf" >>"$dir/redis.log" 2>&1; then
+    if ! redis-server "$dir/redis.conf" >>"$dir/redis.log" 2>&1 9>&-; then
         die_log "$name (port $port) failed to start" "$dir/redis.log"
     fi
 }
 
-already_or_free() { # NAME PORT PING_FUNC -> 0 if already running, 1 if port free; dies if foreign
+already_or_free() { # NAME PORT PING_FUNC [quiet] -> 0 if already running, 1 if port free; dies if foreign
     local name=$1 port=$2 ping=$3
     if "$ping" "$port"; then
-        log "$name on $port already running"
+        [ -n "${4:-}" ] || log "$name on $port already running"
         return 0
     fi
     if port_open "$port"; then
@@ -208,12 +211,18 @@ EOF
 
 sentinel_ping() { [ "$(rcli "$SENTINEL_PORT" ping 2>/dev/null)" = PONG ]; }
 
-sentinel_knows_master() {
+# prints the master address the sentinel reports, as host:port
+sentinel_master_addr() {
     local out
     out=$(rcli "$SENTINEL_PORT" sentinel get-master-addr-by-name "$SENTINEL_MASTER" 2>/dev/null) || return 1
-    [ "$out" = "127.0.0.1
-$SENT_PRIMARY_PORT" ]
+    out=${out//$'\n'/:}
+    [[ $out == *:* ]] || return 1
+    printf '%s\n' "$out"
 }
+
+sentinel_has_master() { sentinel_master_addr >/dev/null; }
+
+sentinel_knows_master() { [ "$(sentinel_master_addr)" = "127.0.0.1:$SENT_PRIMARY_PORT" ]; }
 
 sentinel_knows_replica() {
     local out
@@ -225,6 +234,11 @@ replica_linked() {
     local out
     out=$(rcli "$SENT_REPLICA_PORT" info replication 2>/dev/null) || return 1
     [[ $out == *master_link_status:up* ]]
+}
+
+# prints "role:master" or "role:slave master_link_status:up" of the redis on PORT
+redis_role() {
+    rcli "$1" info replication 2>/dev/null | tr -d '\r' | grep -E '^(role|master_link_status):' | paste -sd' ' || true
 }
 
 start_redis_sentinel_setup() {
@@ -249,7 +263,10 @@ start_redis_sentinel_setup() {
     wait_for "redis sentinel replica on $SENT_REPLICA_PORT" "$rd/redis.log" redis_ping "$SENT_REPLICA_PORT"
 
     if ((sentinel_running)); then
-        log "redis sentinel on $SENTINEL_PORT already running"
+        # it may have failed over (tests do that): accept whichever master it reports
+        wait_for "sentinel to report a master for $SENTINEL_MASTER" "$sd/redis.log" sentinel_has_master
+        log "redis sentinel on $SENTINEL_PORT already running (master $SENTINEL_MASTER at $(sentinel_master_addr))"
+        return 0
     else
         if port_open "$SENTINEL_PORT"; then
             die "port $SENTINEL_PORT is in use by something that is not our sentinel"
@@ -272,7 +289,7 @@ sentinel down-after-milliseconds $SENTINEL_MASTER 5000
 sentinel failover-timeout $SENTINEL_MASTER 15000
 sentinel parallel-syncs $SENTINEL_MASTER 1
 EOF
-        if ! redis-server "$sd/sentinel.conf" --sentinel >>"$sd/redis.log" 2>&1; then
+        if ! redis-server "$sd/sentinel.conf" --sentinel >>"$sd/redis.log" 2>&1 9>&-; then
             die_log "redis sentinel (port $SENTINEL_PORT) failed to start" "$sd/redis.log"
         fi
         wait_for "redis sentinel on $SENTINEL_PORT" "$sd/redis.log" sentinel_ping
@@ -302,7 +319,8 @@ start_redis_cluster() {
     local p d
     for p in "${CLUSTER_PORTS[@]}"; do
         d=$DIR/redis-$p
-        if ! already_or_free "redis cluster node" "$p" redis_ping; then
+        if ! already_or_free "redis cluster node" "$p" redis_ping quiet; then
+            [ -f "$d/nodes.conf" ] && log "restarting redis cluster node on $p (it rejoins with its nodes.conf)"
             mkdir -p "$d"
             {
                 redis_common_conf "$p" "$d"
@@ -333,7 +351,7 @@ EOF
     if ((fresh)); then
         local addrs=()
         for p in "${CLUSTER_PORTS[@]}"; do addrs+=("127.0.0.1:$p"); done
-        if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+        if ! timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
             >"$DIR/cluster-create.log" 2>&1; then
             die_log "redis-cli --cluster create failed" "$DIR/cluster-create.log"
         fi
@@ -370,9 +388,9 @@ PG_USER=postgres
 # as_pg CMD...: run a postgres server tool as the postgres system user (postgres refuses root)
 as_pg() {
     if [ "$(id -u)" -eq 0 ]; then
-        (cd "$PG_ROOT" && runuser -u "$PG_USER" -- "$@")
+        (cd "$PG_ROOT" && runuser -u "$PG_USER" -- "$@" 9>&-)
     else
-        (cd "$PG_ROOT" && "$@")
+        (cd "$PG_ROOT" && "$@" 9>&-)
     fi
 }
 
@@ -443,10 +461,11 @@ pg_start_dir() { # NAME PORT DATADIR
 }
 
 start_pg_primary() {
-    local data=$PG_ROOT/$PG_PRIMARY_PORT
+    local data=$PG_ROOT/$PG_PRIMARY_PORT started=1
     if pg_ready "$PG_PRIMARY_PORT"; then
         [ -d "$data" ] || die "port $PG_PRIMARY_PORT answers but $data does not exist: a foreign PostgreSQL?"
         log "PostgreSQL primary on $PG_PRIMARY_PORT already running"
+        started=0
     else
         port_open "$PG_PRIMARY_PORT" && die "port $PG_PRIMARY_PORT is in use by something else"
         if [ ! -f "$data/PG_VERSION" ]; then
@@ -477,20 +496,27 @@ END \$\$;" >/dev/null
     if [ "$(pgq "$PG_PRIMARY_PORT" "SELECT 1 FROM pg_database WHERE datname = 'fleetkit'")" != 1 ]; then
         pgq "$PG_PRIMARY_PORT" "CREATE DATABASE fleetkit OWNER fleetkit" >/dev/null
     fi
-    log "PostgreSQL primary on $PG_PRIMARY_PORT up"
+    ((started == 0)) || log "PostgreSQL primary on $PG_PRIMARY_PORT up"
+}
+
+replica_caught_up() { # LSN: replica has replayed up to LSN
+    [ "$(pgq "$PG_REPLICA_PORT" "SELECT pg_last_wal_replay_lsn() >= '$1'::pg_lsn" 2>/dev/null)" = t ]
 }
 
 wait_replica_streaming() {
-    local logf=$PG_ROOT/$PG_REPLICA_PORT.log
+    local logf=$PG_ROOT/$PG_REPLICA_PORT.log lsn
     wait_for "PostgreSQL replica on $PG_REPLICA_PORT to be in recovery" "$logf" replica_in_recovery
     wait_for "PostgreSQL replica on $PG_REPLICA_PORT to stream from the primary" "$logf" replica_streaming
+    # and to have replayed everything the primary wrote so far (e.g. while it was stopped)
+    lsn=$(pgq "$PG_PRIMARY_PORT" 'SELECT pg_current_wal_lsn()')
+    wait_for "PostgreSQL replica on $PG_REPLICA_PORT to replay up to $lsn" "$logf" replica_caught_up "$lsn"
 }
 
 start_pg_replica() {
-    local data=$PG_ROOT/$PG_REPLICA_PORT
+    local data=$PG_ROOT/$PG_REPLICA_PORT started=1
     if pg_ready "$PG_REPLICA_PORT"; then
         [ -d "$data" ] || die "port $PG_REPLICA_PORT answers but $data does not exist: a foreign PostgreSQL?"
-        log "PostgreSQL replica on $PG_REPLICA_PORT already running"
+        started=0
     else
         port_open "$PG_REPLICA_PORT" && die "port $PG_REPLICA_PORT is in use by something else"
         if [ ! -f "$data/standby.signal" ]; then
@@ -507,7 +533,11 @@ start_pg_replica() {
         pg_start_dir replica "$PG_REPLICA_PORT" "$data"
     fi
     wait_replica_streaming
-    log "PostgreSQL replica on $PG_REPLICA_PORT up (streaming)"
+    if ((started)); then
+        log "PostgreSQL replica on $PG_REPLICA_PORT up (streaming)"
+    else
+        log "PostgreSQL replica on $PG_REPLICA_PORT already running (streaming)"
+    fi
 }
 
 pg_stop_dir() { # NAME DATADIR
@@ -540,8 +570,8 @@ stop_redis() {
     [ -f "$d/redis.pid" ] && pid=$(cat "$d/redis.pid" 2>/dev/null || true)
     if [ -n "$pid" ] && pid_is_redis "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-    elif [ -n "$(redis-cli -h 127.0.0.1 -p "$port" "$@" ping 2>/dev/null)" ]; then
-        redis-cli -h 127.0.0.1 -p "$port" "$@" shutdown nosave >/dev/null 2>&1 || true
+    elif [ "$(rcli "$port" "$@" ping 2>/dev/null)" = PONG ]; then
+        rcli "$port" "$@" shutdown nosave >/dev/null 2>&1 || true
         pid=
     else
         return 0
@@ -610,13 +640,12 @@ do_status() {
 
     line redis-standalone "$REDIS_PORT" r redis_ping "$REDIS_PORT"
     line redis-tls "$TLS_PORT" r tls_ping
+    r redis_ping "$SENT_PRIMARY_PORT" && out=$(redis_role "$SENT_PRIMARY_PORT")
     line redis-sentinel-primary "$SENT_PRIMARY_PORT" r redis_ping "$SENT_PRIMARY_PORT"
-    line redis-sentinel-replica "$SENT_REPLICA_PORT" r replica_linked
-    if r sentinel_ping; then
-        out=$(rcli "$SENTINEL_PORT" sentinel get-master-addr-by-name "$SENTINEL_MASTER" 2>/dev/null | paste -sd: || true)
-        out="master $SENTINEL_MASTER at ${out:-?}"
-    fi
-    line redis-sentinel "$SENTINEL_PORT" r sentinel_knows_master
+    r redis_ping "$SENT_REPLICA_PORT" && out=$(redis_role "$SENT_REPLICA_PORT")
+    line redis-sentinel-replica "$SENT_REPLICA_PORT" r redis_ping "$SENT_REPLICA_PORT"
+    r sentinel_ping && out="master $SENTINEL_MASTER at $(sentinel_master_addr || echo '?')"
+    line redis-sentinel "$SENTINEL_PORT" r sentinel_has_master
     line redis-cluster "${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[-1]}" r cluster_all_ok
     line pg-primary "$PG_PRIMARY_PORT" pg_ready "$PG_PRIMARY_PORT"
     if pg_ready "$PG_REPLICA_PORT"; then
@@ -656,10 +685,12 @@ prepare_dir() {
     chmod 0755 "$DIR"
 }
 
+# Serialize start/stop/replica-* per directory. fd 9 holds the lock; every daemon is
+# launched with 9>&- so that it does not inherit (and keep holding) the lock.
 lock_dir() {
     if command -v flock >/dev/null 2>&1; then
-        exec 9>"$DIR/.lock"
-        flock -w 300 9 || die "another services.sh is busy in $DIR"
+        exec 9>"$DIR/services.lock"
+        flock -w 120 9 || die "another services.sh has been busy in $DIR for 120s (lock: $DIR/services.lock)"
     fi
 }
 
