@@ -227,3 +227,11 @@ async def test_shutdown_flag_fails_readiness_only(registry: HealthRegistry) -> N
     assert ready.status_code == 503
     assert ready.json() == {"status": "fail", "output": "shutting down"}
     assert live.status_code == 200
+
+
+def test_from_settings_uses_health_settings() -> None:
+    from fleetkit.config import load_settings
+
+    settings = load_settings({"HEALTH_INTERVAL": "2.5", "HEALTH_TIMEOUT": "0.05"})
+    registry = HealthRegistry.from_settings(settings, fail_after=4)
+    assert (registry.interval, registry.deadline, registry.fail_after) == (2.5, 0.05, 4)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from fleetkit.health import metrics as m
 from fleetkit.health.liveness import LivenessCallback, LoopLagMonitor
@@ -126,6 +126,13 @@ class HealthRegistry:
         self._liveness: dict[str, LivenessCallback] = {}
         self._shutting_down = False
         self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> HealthRegistry:
+        """From :class:`fleetkit.config.Settings` (``HEALTH_INTERVAL``, ``HEALTH_TIMEOUT``)."""
+        options: dict[str, Any] = {"interval": settings.health_interval,
+                                   "deadline": settings.health_timeout}
+        return cls(**{**options, **overrides})
 
     # --- registration -------------------------------------------------------------------
     def add(self, name: str, check: CheckFunc, *, critical: bool, timeout: float = 1.0,
