@@ -2,24 +2,29 @@
 -- limits of one request at once, all-or-nothing. Microseconds: the emission interval of
 -- 1000/second is 1000 us. The interval is floor(window/amount); the burst is exactly amount.
 -- KEYS[i]: one string per limit (TAT in us).
--- ARGV: now_us ('' = Redis TIME; a number only in tests), cost, dry ('1' = peek, no write),
---       then window_ms, amount for each key.
+-- ARGV[1]: 'cost dry now_us window_ms amount [window_ms amount ...]', one pair per key;
+--          dry '1' = peek (no write); now_us '-' = Redis TIME (a number only in tests).
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
+-- One packed argument keeps the command short: client-side encoding is per argument.
+local c, d, t, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+)(.*)$')
+local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
 local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fixed then
+  now = tonumber(t)
 else
-  now = tonumber(ARGV[1])
+  local tm = redis.call('TIME')
+  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
-local cost = tonumber(ARGV[2])
-local dry = ARGV[3] == '1'
+local lim = {}
+for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
+  lim[#lim + 1] = {tonumber(w), tonumber(a)}
+end
 local n = #KEYS
 local st = {}
 local allowed = 1
 for i = 1, n do
-  local amount = tonumber(ARGV[3 + 2 * i])
-  local inc = math.max(1, math.floor(tonumber(ARGV[2 + 2 * i]) * 1000 / amount))
+  local amount = lim[i][2]
+  local inc = math.max(1, math.floor(lim[i][1] * 1000 / amount))
   local burst = amount * inc
   local tat = tonumber(redis.call('GET', KEYS[i]))
   if tat == nil or tat < now then tat = now end
@@ -29,7 +34,7 @@ for i = 1, n do
   st[i] = {inc, burst, tat, new_tat, ok}
 end
 local ttl_floor = 0
-if ARGV[1] ~= '' then ttl_floor = 60000 end
+if fixed then ttl_floor = 60000 end
 local out = {allowed}
 for i = 1, n do
   local inc, burst, tat, new_tat, ok = unpack(st[i])

@@ -295,20 +295,24 @@ class RateLimiter:
     async def _redis_decision(self, keys: list[str], limits: tuple[Limit, ...], cost: int,
                               dry: bool) -> Decision:
         assert self._coalescer is not None
-        args: list[int | str] = ["" if self._clock is None else self._now_us(), cost,
-                                 1 if dry else 0]
-        for lim in limits:
-            args += (lim.window_ms, lim.amount)
+        # The scripts take one packed argument: 'cost dry now window amount [window amount...]'.
+        if self._clock is None and cost == 1 and not dry:
+            head = b"1 0 -"
+        else:
+            head = b"%d %d %s" % (cost, dry, b"-" if self._clock is None
+                                  else str(self._now_us()).encode())
+        arg = head + limits[0].packed if len(limits) == 1 else \
+            head + b"".join(lim.packed for lim in limits)
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._heartbeat(now)
         self._sample += 1
         try:
             if self._sample & 15:
-                reply = await self._coalescer.run(self._script, keys, args)
+                reply = await self._coalescer.run(self._script, keys, (arg,))
             else:  # time one decision in 16: the histogram costs as much as the rest
                 start = time.perf_counter()
-                reply = await self._coalescer.run(self._script, keys, args)
+                reply = await self._coalescer.run(self._script, keys, (arg,))
                 self._latency.observe(time.perf_counter() - start)
         except Exception as exc:
             self._failed(exc)

@@ -24,6 +24,7 @@ class Limit:
     # Precomputed once: the per-limit Redis key suffix and script arguments (hot path).
     window_ms: int = field(init=False, repr=False, compare=False)
     suffix: str = field(init=False, repr=False, compare=False)
+    packed: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.amount < 1:
@@ -33,6 +34,7 @@ class Limit:
             raise ValueError(f"a limit's window must be >= 1 ms, got {self.window}")
         object.__setattr__(self, "window_ms", window_ms)
         object.__setattr__(self, "suffix", f":{window_ms}:{self.amount}")
+        object.__setattr__(self, "packed", b" %d %d" % (window_ms, self.amount))
         if not self.name:
             object.__setattr__(self, "name", f"{self.amount}-per-{_fmt(self.window)}s")
 

@@ -95,7 +95,7 @@ def sliding_window(db: MemoryBackend, keys: Sequence[str], args: Sequence[int], 
             elif amount - cost >= 0:
                 retry = (w - e) + w - (amount - cost) * w // curr
             else:
-                retry = 2 * w - e
+                retry = reset
         out += (remaining, reset, retry)
     return out
 

@@ -1,32 +1,37 @@
 -- Exact sliding log (one sorted set of request timestamps per limit), all-or-nothing.
 -- KEYS[i]: one sorted set per limit, score = request time in ms, one member per unit of cost.
--- ARGV: now_us ('' = Redis TIME; a number only in tests), cost, dry ('1' = peek, no write),
---       then window_ms, amount for each key.
+-- ARGV[1]: 'cost dry now_us window_ms amount [window_ms amount ...]', one pair per key;
+--          dry '1' = peek (no write); now_us '-' = Redis TIME (a number only in tests).
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- A request at time t counts while t > now - window. Memory grows with the limit: small limits.
+-- One packed argument keeps the command short: client-side encoding is per argument.
+local c, d, t, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+)(.*)$')
+local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
 local now_us
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fixed then
+  now_us = tonumber(t)
 else
-  now_us = tonumber(ARGV[1])
+  local tm = redis.call('TIME')
+  now_us = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
 local now = math.floor(now_us / 1000)
-local cost = tonumber(ARGV[2])
-local dry = ARGV[3] == '1'
+local lim = {}
+for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
+  lim[#lim + 1] = {tonumber(w), tonumber(a)}
+end
 local n = #KEYS
 local st = {}
 local allowed = 1
 for i = 1, n do
-  local w = tonumber(ARGV[2 + 2 * i])
-  local amount = tonumber(ARGV[3 + 2 * i])
+  local w = lim[i][1]
+  local amount = lim[i][2]
   local count = redis.call('ZCOUNT', KEYS[i], '(' .. (now - w), '+inf')
   local ok = count + cost <= amount
   if not ok then allowed = 0 end
   st[i] = {w, amount, count, ok}
 end
 local ttl_floor = 0
-if ARGV[1] ~= '' then ttl_floor = 60000 end
+if fixed then ttl_floor = 60000 end
 local out = {allowed}
 for i = 1, n do
   local w, amount, count, ok = unpack(st[i])

@@ -1,34 +1,42 @@
 -- Weighted two-window counter for every limit of one request, all-or-nothing.
--- KEYS[i]: one hash per limit {w = window index, c = current count, p = previous count}.
--- ARGV: now_us ('' = Redis TIME; a number only in tests), cost, dry ('1' = peek, no write),
---       then window_ms, amount for each key.
+-- KEYS[i]: one string per limit, 'window_index current_count previous_count'.
+-- ARGV[1]: 'cost dry now_us window_ms amount [window_ms amount ...]', one pair per key;
+--          dry '1' = peek (no write); now_us '-' = Redis TIME (a number only in tests).
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- Integer arithmetic only (usage scaled by the window), so the Python twin agrees exactly.
+-- One packed argument keeps the command short: client-side encoding is per argument.
+local c, d, t, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+)(.*)$')
+local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
 local now_us
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fixed then
+  now_us = tonumber(t)
 else
-  now_us = tonumber(ARGV[1])
+  local tm = redis.call('TIME')
+  now_us = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
 local now = math.floor(now_us / 1000)
-local cost = tonumber(ARGV[2])
-local dry = ARGV[3] == '1'
+local lim = {}
+for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
+  lim[#lim + 1] = {tonumber(w), tonumber(a)}
+end
 local n = #KEYS
 local st = {}
 local allowed = 1
 for i = 1, n do
-  local w = tonumber(ARGV[2 + 2 * i])
-  local amount = tonumber(ARGV[3 + 2 * i])
+  local w = lim[i][1]
+  local amount = lim[i][2]
   local idx = math.floor(now / w)
   local e = now - idx * w
-  local s = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
-  local sidx = tonumber(s[1])
+  local s = redis.call('GET', KEYS[i])
   local curr, prev = 0, 0
-  if sidx == idx then
-    curr = tonumber(s[2]); prev = tonumber(s[3])
-  elseif sidx == idx - 1 then
-    prev = tonumber(s[2])
+  if s then
+    local si, sc, sp = string.match(s, '^(%d+) (%d+) (%d+)$')
+    si = tonumber(si)
+    if si == idx then
+      curr = tonumber(sc); prev = tonumber(sp)
+    elseif si == idx - 1 then
+      prev = tonumber(sc)
+    end
   end
   local room = amount * w - prev * (w - e) - curr * w
   local ok = room >= cost * w
@@ -38,14 +46,14 @@ end
 local out = {allowed}
 -- Tests pass their own clock: keep keys long enough that real time never expires them early.
 local ttl_floor = 0
-if ARGV[1] ~= '' then ttl_floor = 60000 end
+if fixed then ttl_floor = 60000 end
 for i = 1, n do
   local w, amount, idx, e, curr, prev, room, ok = unpack(st[i])
   if allowed == 1 and cost > 0 and not dry then
     curr = curr + cost
     room = room - cost * w
-    redis.call('HSET', KEYS[i], 'w', idx, 'c', curr, 'p', prev)
-    redis.call('PEXPIRE', KEYS[i], math.max(2 * w, ttl_floor))
+    redis.call('SET', KEYS[i], idx .. ' ' .. curr .. ' ' .. prev, 'PX',
+               math.max(2 * w, ttl_floor))
   end
   local remaining = 0
   if room > 0 then remaining = math.floor(room / w) end
@@ -59,7 +67,7 @@ for i = 1, n do
     elseif amount - cost >= 0 then
       retry = (w - e) + w - math.floor((amount - cost) * w / curr)
     else
-      retry = 2 * w - e
+      retry = reset  -- cost > amount never fits: report the time to a full reset
     end
   end
   out[#out + 1] = remaining
