@@ -1,6 +1,6 @@
 """Database router: reads/s through ``db.read()`` vs a plain asyncpg engine, and a replica stop.
 
-    python bench/db.py [--seconds 3] [--concurrency 32]
+    python bench/db.py [--seconds 2] [--concurrency 32]
 
 Phase 1 measures the router's overhead: the same query (``SELECT 1``, so the overhead is as
 visible as it can be) on the same replica through a plain SQLAlchemy asyncpg engine (baseline)
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.harness import Report, run_concurrent
+from bench.harness import Report, median, run_concurrent
 from fleetkit.db import Database
 from fleetkit.errors import DatabaseError
 
@@ -42,7 +42,7 @@ async def services(command: str) -> None:
 
 
 async def overhead(report: Report, primary: str, replica: str, seconds: float,
-                   conc: int) -> None:
+                   conc: int, rounds: int = 3) -> None:
     plain = create_async_engine(replica.replace("postgresql://", "postgresql+asyncpg://"),
                                 pool_size=conc, max_overflow=0)
     db = Database(primary, read_urls=[replica], read_pool_size=conc, write_pool_size=4)
@@ -65,21 +65,22 @@ async def overhead(report: Report, primary: str, replica: str, seconds: float,
             await conn.execute(QUERY)
 
     try:
-        # Alternate the two main loops twice so drift on this shared machine hits both.
-        base_rates, routed_rates = [], []
-        for _ in range(2):
-            r = await run_concurrent(baseline, concurrency=conc, seconds=seconds)
-            base_rates.append(r.rate)
-            r = await run_concurrent(routed, concurrency=conc, seconds=seconds)
-            routed_rates.append(r.rate)
-        base = f"plain asyncpg engine x{conc}"
-        report.add(base, max(base_rates), "reads/s")
-        report.add(f"db.read() x{conc}", max(routed_rates), "reads/s", baseline=base)
-        r = await run_concurrent(retried, concurrency=conc, seconds=seconds)
-        report.add(f"db.run_read() x{conc}", r.rate, "reads/s", baseline=base, errors=r.errors)
-        r = await run_concurrent(ryw, concurrency=conc, seconds=seconds)
-        report.add(f"db.read(lsn=token) x{conc}", r.rate, "reads/s", baseline=base,
-                   errors=r.errors)
+        # Interleave rounds of every variant and keep each one's median: on this shared machine
+        # drift then hits all of them alike.
+        loops = {f"plain asyncpg engine x{conc}": baseline, f"db.read() x{conc}": routed,
+                 f"db.run_read() x{conc}": retried, f"db.read(lsn=token) x{conc}": ryw}
+        rates: dict[str, list[float]] = {label: [] for label in loops}
+        errors = dict.fromkeys(loops, 0)
+        for _ in range(rounds):
+            for label, op in loops.items():
+                r = await run_concurrent(op, concurrency=conc, seconds=seconds)
+                rates[label].append(r.rate)
+                errors[label] += r.errors
+        base = next(iter(loops))
+        for label in loops:
+            report.add(label, median(rates[label]), "reads/s",
+                       baseline=None if label == base else base, errors=errors[label],
+                       rounds=[round(x) for x in rates[label]])
     finally:
         await db.aclose()
         await plain.dispose()
@@ -163,7 +164,7 @@ async def main(primary: str, replica: str, seconds: float, conc: int) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--primary", default=os.environ.get(
         "FLEETKIT_TEST_PG_PRIMARY_URL", "postgresql://fleetkit:fleetkit@127.0.0.1:5440/fleetkit"))

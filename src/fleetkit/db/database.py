@@ -96,7 +96,9 @@ class Database:
         )
         self.primary = Node(server_name(url), "primary", url,
                             make_engine(url, pool_size=write_pool_size, **common),
-                            write_pool_size, reason=None)
+                            write_pool_size, reason=None,
+                            probe=None if self.embedded else make_engine(
+                                url, pool_size=1, probe=True, **common))
         self.replicas: list[Node] = []
         for read_url in read_urls:
             rurl = normalize_url(read_url)
@@ -107,11 +109,15 @@ class Database:
                 label = f"{label}#{len(self.replicas)}"
             self.replicas.append(Node(label, "replica", rurl,
                                       make_engine(rurl, pool_size=read_pool_size, **common),
-                                      read_pool_size))
+                                      read_pool_size,
+                                      probe=make_engine(rurl, pool_size=1, probe=True, **common)))
         self.monitor = ReplicaMonitor(self, interval=health_interval,
                                       timeout=min(connect_timeout, health_interval) + 1.0)
         self._next = 0
         self._closed = False
+        # Bound once: labels() takes a lock and a dict lookup on every call.
+        self._replica_reads = metrics.READS.labels(name, "replica", "balanced")
+        self._replica_ryw_reads = metrics.READS.labels(name, "replica", "read_your_writes")
         metrics.track(self)
 
     @classmethod
@@ -142,6 +148,8 @@ class Database:
         await self.monitor.stop()
         for node in (self.primary, *self.replicas):
             await node.engine.dispose()
+            if node.probe is not None:
+                await node.probe.dispose()
 
     async def __aenter__(self) -> Database:
         await self.start()
@@ -264,8 +272,7 @@ class Database:
                     await _close_quietly(conn)
                     reason = "read_your_writes" if reason != "failover" else reason
                     continue
-            metrics.READS.labels(self.name, "replica",
-                                 "read_your_writes" if token is not None else "balanced").inc()
+            (self._replica_reads if token is None else self._replica_ryw_reads).inc()
             return conn, node
         primary = self.primary
         primary.outstanding += 1

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from fleetkit.db.urls import is_sqlite
 
@@ -55,8 +55,11 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
 
 def make_engine(url: URL, *, pool_size: int, pool_timeout: float, connect_timeout: float,
                 statement_cache_size: int, application_name: str,
-                engine_options: dict[str, Any] | None = None) -> AsyncEngine:
-    """An ``AsyncEngine`` with a bounded pool for ``url`` (already normalised)."""
+                engine_options: dict[str, Any] | None = None, probe: bool = False) -> AsyncEngine:
+    """An ``AsyncEngine`` with a bounded pool for ``url`` (already normalised).
+
+    ``probe=True``: no pool, for the health monitor's checks.
+    """
     options: dict[str, Any] = dict(engine_options or {})
     if is_sqlite(url):
         memory = url.database in (None, "", ":memory:")
@@ -80,9 +83,14 @@ def make_engine(url: URL, *, pool_size: int, pool_timeout: float, connect_timeou
     if statement_cache_size == 0:
         connect_args["prepared_statement_name_func"] = _unique_statement_name
     connect_args.update(options.pop("connect_args", {}))
-    options.setdefault("pool_size", pool_size)
-    options.setdefault("max_overflow", 0)
-    options.setdefault("pool_timeout", pool_timeout)
+    if probe:
+        # The monitor connects afresh each check: it must not wait behind a busy request pool,
+        # and a new connection is the real test of "is this server back".
+        options = {"poolclass": NullPool}
+    else:
+        options.setdefault("pool_size", pool_size)
+        options.setdefault("max_overflow", 0)
+        options.setdefault("pool_timeout", pool_timeout)
     engine = create_async_engine(url, connect_args=connect_args, **options)
     event.listen(engine.sync_engine, "checkout", _discard_closed)
     return engine

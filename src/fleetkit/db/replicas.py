@@ -52,6 +52,7 @@ class Node:
     url: URL
     engine: AsyncEngine
     pool_size: int
+    probe: AsyncEngine | None = None  # unpooled engine for monitor checks (None: use ``engine``)
     healthy: bool = True
     reason: str | None = "not checked yet"
     outstanding: int = 0
@@ -180,7 +181,7 @@ class ReplicaMonitor:
                     await probe_sqlite(node.engine)
                     in_recovery, lsn = False, None
                 else:
-                    in_recovery, lsn = await probe_primary(node.engine)
+                    in_recovery, lsn = await probe_primary(node.probe or node.engine)
         except Exception as exc:
             node.checked_at = time.monotonic()
             node.set_state(False, f"unreachable: {type(exc).__name__}: {exc}")
@@ -195,12 +196,12 @@ class ReplicaMonitor:
     async def _check_replica(self, node: Node, primary_lsn: int | None) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                probe = await probe_replica(node.engine)
+                probe = await probe_replica(node.probe or node.engine)
                 healthy, reason, lag = assess_replica(probe, primary_lsn, self.db.max_replica_lag)
                 if not healthy and probe.in_recovery and primary_lsn is not None:
                     # Confirm: a replica that catches up within a moment was just busy.
                     await asyncio.sleep(min(0.5, self.db.max_replica_lag / 2))
-                    again = await probe_replica(node.engine)
+                    again = await probe_replica(node.probe or node.engine)
                     if again.replay_lsn is not None and again.replay_lsn >= primary_lsn:
                         probe, healthy, reason, lag = again, True, None, 0.0
         except Exception as exc:
