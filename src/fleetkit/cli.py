@@ -54,6 +54,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["healthcheck"]:
+        # Docker runs this every few seconds: skip the other commands' imports and settings.
+        from fleetkit.health.probe import main as healthcheck
+
+        return healthcheck(argv[1:])
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

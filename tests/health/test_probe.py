@@ -97,3 +97,14 @@ def test_probe_imports_only_the_standard_library() -> None:
                          timeout=30, cwd=ROOT, check=True).stdout.strip()
     assert out == "['fleetkit', 'fleetkit.health', 'fleetkit.health.probe', " \
                   "'fleetkit.health.status']"
+
+
+def test_fleetkit_healthcheck_skips_the_other_commands() -> None:
+    code = ("import sys; from fleetkit.cli import main; "
+            "rc = main(['healthcheck', '--url', 'http://127.0.0.1:1/']); "
+            "print(rc, sorted(m for m in ('alembic', 'sqlalchemy', 'redis', 'uvicorn', "
+            "'prometheus_client', 'starlette') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, cwd=ROOT, check=True).stdout.strip().splitlines()
+    assert out[0].startswith("UNHEALTHY: http://127.0.0.1:1/ unreachable")
+    assert out[1] == "1 []"

@@ -15,13 +15,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]
              ) -> dict[str, Callable[[argparse.Namespace, Any], int]]:
     parser = sub.add_parser(
         "healthcheck", help="Docker HEALTHCHECK probe (memory, uptime, HTTP endpoint), exit 0/1",
-        description="Probe this instance. `python -m fleetkit.health.probe` does the same "
-                    "without loading settings (faster start).")
-    probe.add_arguments(parser, default_url="")
+        description="Probe this instance (standard library only, no settings).")
+    probe.add_arguments(parser)
     return {"healthcheck": _healthcheck}
 
 
 def _healthcheck(args: argparse.Namespace, settings: Any) -> int:
-    if not args.url:  # default to the port this instance's settings serve on
-        args.url = f"http://127.0.0.1:{settings.port}/health/live"
+    # fleetkit.cli.main() short-cuts "healthcheck" to probe.main() before loading settings;
+    # this handler serves callers that go through build_parser().
     return probe.run(args)

@@ -1,7 +1,7 @@
 """Standalone health probe for Docker ``HEALTHCHECK`` (the seed's ``src/health-check.js``).
 
     fleetkit healthcheck [--url http://127.0.0.1:8000/health/live] [--max-memory-percent 95]
-    python -m fleetkit.health.probe ...          # fastest: skips the fleetkit CLI and settings
+    python -m fleetkit.health.probe ...          # the same without the console script
 
 Standard library only and no other fleetkit import, so it starts in a few tens of milliseconds
 even in a slim image. It checks memory use (the container's cgroup limit, else the host), the
@@ -108,9 +108,9 @@ def probe(url: str, *, timeout: float = 5.0, max_memory_percent: float = 95.0
     return True, f"{url} HTTP {status} in {elapsed_ms:.0f} ms; " + "; ".join(facts)
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, default_url: str = DEFAULT_URL) -> None:
-    parser.add_argument("--url", default=default_url,
-                        help=f"endpoint to GET (default {default_url or DEFAULT_URL})")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL,
+                        help=f"endpoint to GET (default {DEFAULT_URL})")
     parser.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")
     parser.add_argument("--max-memory-percent", type=float, default=95.0,
                         help="unhealthy above this share of the memory limit (default 95)")
