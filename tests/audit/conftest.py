@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from fleetkit.audit.schema import install
-from tests.support import PG_PRIMARY_URL
+from fleetkit.redis import ClientOptions, create_client
+from tests.support import PG_PRIMARY_URL, RedisServer
 
 
 @pytest.fixture
@@ -30,3 +31,11 @@ async def pg() -> AsyncIterator[tuple[Any, str]]:
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+@pytest.fixture
+async def private_redis(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """A client of a private Redis: streams that no other test's FLUSHDB can delete mid-test."""
+    client = create_client(redis_server.url, options=ClientOptions(socket_timeout=5.0))
+    yield client
+    await client.aclose()

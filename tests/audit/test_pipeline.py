@@ -22,10 +22,10 @@ async def _delete_streams(client: Any, prefix: str, shards: int = 4) -> None:
         await client.delete(stream_key(prefix, i), f"{prefix}:dead:{{s{i}}}")
 
 
-async def test_contract_end_to_end(redis: Redis, pg: tuple[Any, str], prefix: str,
+async def test_contract_end_to_end(private_redis: Redis, pg: tuple[Any, str], prefix: str,
                                    tmp_path: Path) -> None:
     conn, schema = pg
-    log = AuditLog(redis=redis, prefix=prefix, spool_dir=tmp_path / "spool", instance="i-1")
+    log = AuditLog(redis=private_redis, prefix=prefix, spool_dir=tmp_path / "spool", instance="i-1")
     await log.log(AuditEvent(actor="u1", action="session.create", resource="session/9",
                              outcome="success"))
     await asyncio.gather(*(log.log(AuditEvent(actor=f"u{i % 7}", action="login",
@@ -35,12 +35,12 @@ async def test_contract_end_to_end(redis: Redis, pg: tuple[Any, str], prefix: st
     await log.flush()
     # Concurrent events were packed: far fewer stream entries than events.
     assert log.entries_sent < 100
-    lengths = [await redis.xlen(stream_key(prefix, i)) for i in range(4)]
+    lengths = [await private_redis.xlen(stream_key(prefix, i)) for i in range(4)]
     assert all(n > 0 for n in lengths), lengths  # spread over every shard
     assert (await log.health()).status == "pass"
     await log.aclose()
 
-    consumer = consumer_for(redis, schema, prefix)
+    consumer = consumer_for(private_redis, schema, prefix)
 
     async def stored() -> bool:
         return await row_count(conn, schema) == 3001
@@ -54,29 +54,29 @@ async def test_contract_end_to_end(redis: Redis, pg: tuple[Any, str], prefix: st
     assert (await verify_postgres(conn, schema)).ok
     # Everything is acknowledged, and trimming then drops only acknowledged entries.
     for i in range(4):
-        assert (await redis.xpending(stream_key(prefix, i), GROUP))["pending"] == 0
+        assert (await private_redis.xpending(stream_key(prefix, i), GROUP))["pending"] == 0
         await consumer.trim(i)
-        assert await redis.xlen(stream_key(prefix, i)) == 0
-    await _delete_streams(redis, prefix)
+        assert await private_redis.xlen(stream_key(prefix, i)) == 0
+    await _delete_streams(private_redis, prefix)
 
 
-async def test_trim_keeps_unacknowledged_entries(redis: Redis, pg: tuple[Any, str],
+async def test_trim_keeps_unacknowledged_entries(private_redis: Redis, pg: tuple[Any, str],
                                                  prefix: str) -> None:
     _, schema = pg
     key = stream_key(prefix, 0)
-    await redis.xgroup_create(key, GROUP, id="0", mkstream=True)
-    ids = [await redis.xadd(key, {"e": b"{}"}) for _ in range(5)]
+    await private_redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+    ids = [await private_redis.xadd(key, {"e": b"{}"}) for _ in range(5)]
     # Deliver 3 entries and acknowledge only the second one.
-    await redis.xreadgroup(GROUP, "c1", {key: ">"}, count=3)
-    await redis.xack(key, GROUP, ids[1])
-    consumer = consumer_for(redis, schema, prefix, shards=1)
+    await private_redis.xreadgroup(GROUP, "c1", {key: ">"}, count=3)
+    await private_redis.xack(key, GROUP, ids[1])
+    consumer = consumer_for(private_redis, schema, prefix, shards=1)
     await consumer.trim(0)
-    remaining = [eid for eid, _ in await redis.xrange(key)]
+    remaining = [eid for eid, _ in await private_redis.xrange(key)]
     assert remaining == ids  # ids[0] is pending: nothing is below it, ids[1..] are kept too
-    await redis.xack(key, GROUP, ids[0], ids[2])
+    await private_redis.xack(key, GROUP, ids[0], ids[2])
     await consumer.trim(0)
-    assert [eid for eid, _ in await redis.xrange(key)] == [ids[3], ids[4]]  # never delivered
-    await _delete_streams(redis, prefix, 1)
+    assert [eid for eid, _ in await private_redis.xrange(key)] == [ids[3], ids[4]]  # never delivered
+    await _delete_streams(private_redis, prefix, 1)
 
 
 async def test_redelivered_entry_inserts_no_duplicate(pg: tuple[Any, str]) -> None:

@@ -179,7 +179,8 @@ class AuditConsumer:
                     return
                 except Exception as exc:  # Redis down or restarting: wait, then resume
                     self._last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning("audit consumer shard %d: %s", shard, self._last_error)
+                    log.warning("audit consumer shard %d: %s", shard, self._last_error,
+                                exc_info=not isinstance(exc, BackendUnavailable | OSError))
                     need_group = True
                     backlog = "0"  # an XACK may have been lost: re-read what we hold
                     await self._sleep(self._retry_delay)
@@ -188,9 +189,9 @@ class AuditConsumer:
 
     async def _delivery_counts(self, key: str, entries: Sequence[Entry]) -> dict[bytes, int]:
         ids = sorted(e[0] for e in entries)
-        rows = await self._redis.execute_command(
-            "XPENDING", key, self._group, ids[0], ids[-1], 10 * len(ids) + 100, self._consumer)
-        return {row[0]: int(row[3]) for row in rows}
+        rows = await self._redis.xpending_range(key, self._group, ids[0], ids[-1],
+                                                10 * len(ids) + 100, consumername=self._consumer)
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
     async def _dead_letter(self, shard: int, key: str, entry_id: bytes, deliveries: int,
                            reason: str) -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 __all__ = [
     "CANON_SQL",
+    "add_months",
     "ddl_statements",
     "default_months",
-    "add_months",
     "drop_statements",
     "ensure_partitions",
     "grant_statements",
