@@ -17,7 +17,9 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 # Each component with commands has a ``cli.py`` exposing
 # ``register(sub: argparse._SubParsersAction) -> dict[str, Handler]``; the key is the subcommand
 # name as stored in ``args.command``. One line per component here.
-COMMAND_MODULES: list[str] = ["fleetkit.health.cli", "fleetkit.db.cli", "fleetkit.audit.cli"]
+COMMAND_MODULES: list[str] = [
+    "fleetkit.health.cli", "fleetkit.db.cli", "fleetkit.audit.cli", "fleetkit.app.cli",
+]
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

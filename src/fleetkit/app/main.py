@@ -1,32 +1,115 @@
-"""Application factory of the reference service."""
+"""Application factory of the reference service: the seed's request flow, end to end.
+
+Middleware, outermost first (each a pure ASGI class)::
+
+    RequestId → HTTP metrics → health (/health*, answered here) → body limit → sessions
+      → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
+
+A route then calls the database through the ``database`` circuit breaker (reads on a replica
+with read-your-writes) and records security-relevant actions in the audit log.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import FastAPI
+from starlette.routing import Mount
+from starlette.types import Scope
 
+from fleetkit.app.admin import router as admin_router
+from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
+from fleetkit.app.routes import router
+from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
+from fleetkit.health.asgi import HealthMiddleware
+from fleetkit.health.shutdown import drain_on_signal
+from fleetkit.observability import (
+    HTTPMetricsMiddleware,
+    MetricsApp,
+    RequestIdMiddleware,
+    configure_logging,
+)
+from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key
+from fleetkit.sessions import SessionMiddleware
 
 __all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("fleetkit.app")
 
 
-async def live(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "pass"}, media_type="application/health+json")
+def _user_key(scope: Scope) -> str | None:
+    session = (scope.get("state") or {}).get("session")
+    return f"user:{session.user_id}" if session is not None else None
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the ASGI app for ``settings`` (no environment reads here)."""
-    mode = "embedded" if settings.embedded else "distributed"
-    log.info("fleetkit starting in %s mode", mode)
-    return Starlette(routes=[Route("/health/live", live)])
+def create_app(settings: Settings, *, install_signal_handlers: bool = True) -> FastAPI:
+    """Build the ASGI app for ``settings`` (reads no environment).
+
+    ``install_signal_handlers`` wraps the server's SIGTERM handler so /health/ready answers 503
+    for ``SHUTDOWN_DELAY`` seconds before the listener closes; tests that drive the app
+    in-process turn it off.
+    """
+    services = Services.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        restore: Callable[[], None] | None = None
+        if install_signal_handlers:
+            restore = drain_on_signal(services.health, delay=settings.shutdown_delay)
+        try:
+            yield
+        finally:
+            services.health.begin_shutdown()
+            if restore is not None:
+                restore()
+            await services.aclose()
+
+    app = FastAPI(
+        title="fleetkit reference service",
+        version="0.1.0",
+        description="Accounts, sessions, items and audit trail on a fleet sharing Redis and "
+                    "PostgreSQL.",
+        lifespan=lifespan,
+        routes=[Mount("/metrics", app=MetricsApp(
+            multiproc_dir=settings.prometheus_multiproc_dir))],
+    )
+    app.state.services = services
+    app.state.settings = settings
+    app.include_router(router)
+    app.include_router(admin_router)
+    install_problem_handlers(app)
+
+    trusted = list(settings.trusted_proxies)
+    policies = [
+        Policy("ip", settings.rate_limit_ip, key=ip_key(trusted)),
+        Policy("user", settings.rate_limit_user, key=_user_key),
+        Policy("login", settings.rate_limit_login, key=ip_key(trusted), path="/v1/auth/login",
+               methods=frozenset({"POST"})),
+    ]
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(RateLimitMiddleware, limiter=services.limiter, policies=policies,
+                       shadow=settings.rate_limit_shadow, exempt=("/metrics", "/docs",
+                                                                  "/openapi.json"))
+    app.add_middleware(SessionMiddleware, store=services.sessions,
+                       cookie_name=settings.session_cookie_name,
+                       cookie_secure=settings.session_cookie_secure)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HealthMiddleware, registry=services.health,
+                       show_details=settings.health_show_details,
+                       service_id=settings.instance_id, version="0.1.0")
+    app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
+    app.add_middleware(RequestIdMiddleware)
+    return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Any:
     """Uvicorn factory: settings from the environment (used by ``fleetkit serve`` workers)."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json,
+                      static={"instance": settings.instance_id})
+    return create_app(settings)

@@ -1,0 +1,108 @@
+"""Admin API: breakers, rate-limit keys, any user's sessions. Admin role required (403, audited).
+
+The admin role lives in the session data (set at login from the user row); the first admin comes
+from ``fleetkit admin create EMAIL`` or ``ADMIN_EMAIL``, never from a default password.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel
+
+from fleetkit.app.problems import Problem
+from fleetkit.app.routes import Auth, Svc, _event
+from fleetkit.ratelimit import Limit, parse_limits
+from fleetkit.sessions import Session
+
+__all__ = ["router"]
+
+
+async def require_admin(request: Request, session: Auth, svc: Svc) -> Session:
+    if session.data.get("role") != "admin":
+        await svc.audit_event(_event(request, session.user_id, "admin.access",
+                                     request.url.path, "denied", "not an admin"))
+        raise Problem(403, "admin role required", type_="forbidden")
+    return session
+
+
+Admin = Annotated[Session, Depends(require_admin)]
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class BreakerOut(BaseModel):
+    name: str
+    state: str
+    local_only: bool
+
+
+class LimitOut(BaseModel):
+    limit: str
+    remaining: int
+    reset_after: float
+
+
+class KeyOut(BaseModel):
+    policy: str
+    key: str
+    allowed: bool
+    limits: list[LimitOut]
+
+
+def _policy_limits(svc: Svc, policy: str) -> tuple[Limit, ...]:
+    table = {"ip": svc.settings.rate_limit_ip, "user": svc.settings.rate_limit_user,
+             "login": svc.settings.rate_limit_login,
+             "login-account": svc.settings.rate_limit_login}
+    if policy not in table:
+        raise Problem(404, f"unknown policy {policy!r}; one of {sorted(table)}",
+                      type_="not-found")
+    return parse_limits(table[policy])
+
+
+@router.get("/breakers", response_model=list[BreakerOut])
+async def breakers(_: Admin, svc: Svc) -> list[BreakerOut]:
+    return [BreakerOut(name=b.name, state=b.state, local_only=b.local_only)
+            for b in svc.breakers]
+
+
+@router.post("/breakers/{name}/{action}", response_model=BreakerOut)
+async def breaker_action(name: Annotated[str, Path(max_length=64)],
+                         action: Literal["force-open", "close", "reset", "disable"],
+                         request: Request, admin: Admin, svc: Svc) -> BreakerOut:
+    if name not in svc.breakers:
+        raise Problem(404, f"no breaker named {name!r}", type_="not-found")
+    breaker = svc.breakers.get(name)
+    run = {"force-open": breaker.force_open, "close": breaker.close, "reset": breaker.reset,
+           "disable": breaker.disable}[action]
+    await run()
+    await svc.audit_event(_event(request, admin.user_id, f"breaker.{action}",
+                                 f"breaker/{name}", "success"))
+    return BreakerOut(name=name, state=breaker.state, local_only=breaker.local_only)
+
+
+@router.get("/ratelimit/{policy}/{key}", response_model=KeyOut)
+async def inspect_key(policy: str, key: Annotated[str, Path(max_length=200)], _: Admin,
+                      svc: Svc) -> KeyOut:
+    limits = _policy_limits(svc, policy)
+    decision = await svc.limiter.peek(f"{policy}:{key}", limits)
+    return KeyOut(policy=policy, key=key, allowed=decision.allowed, limits=[
+        LimitOut(limit=str(d.limit), remaining=d.remaining, reset_after=d.reset_after)
+        for d in decision.details])
+
+
+@router.delete("/ratelimit/{policy}/{key}", status_code=204)
+async def reset_key(policy: str, key: Annotated[str, Path(max_length=200)], request: Request,
+                    admin: Admin, svc: Svc) -> None:
+    await svc.limiter.reset(f"{policy}:{key}", _policy_limits(svc, policy))
+    await svc.audit_event(_event(request, admin.user_id, "ratelimit.reset",
+                                 f"ratelimit/{policy}/{key}", "success"))
+
+
+@router.delete("/users/{user_id}/sessions")
+async def revoke_user_sessions(user_id: Annotated[str, Path(pattern=r"^\d{1,19}$")],
+                               request: Request, admin: Admin, svc: Svc) -> dict[str, int]:
+    revoked = await svc.sessions.revoke_all(user_id)
+    await svc.audit_event(_event(request, admin.user_id, "session.revoke_all",
+                                 f"user/{user_id}", "success", revoked=revoked))
+    return {"revoked": revoked}

@@ -1,0 +1,147 @@
+"""RFC 9457 problem+json responses and the body-size guard.
+
+Every error the service returns is ``application/problem+json``; nothing a client sends can turn
+into a 500 (validation errors are 422, oversized bodies 413, a dependency outage 503).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fleetkit.errors import BackendUnavailable, CircuitOpenError, DatabaseError
+
+__all__ = ["BodyLimitMiddleware", "Problem", "install_problem_handlers", "problem"]
+
+log = logging.getLogger("fleetkit.app")
+
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
+           415: "Unsupported Media Type", 422: "Unprocessable Content",
+           429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+class Problem(HTTPException):
+    """Raise from a route to answer with problem+json (``type`` is a short slug)."""
+
+    def __init__(self, status: int, detail: str, *, type_: str = "about:blank",
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(status, detail, headers=headers)
+        self.type = type_
+        self.extra = extra
+
+
+def problem(status: int, detail: str, *, type_: str = "about:blank", instance: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"type": type_, "title": _TITLES.get(status, "Error"),
+                            "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/problem+json")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        extra = exc.extra if isinstance(exc, Problem) else {}
+        type_ = exc.type if isinstance(exc, Problem) else "about:blank"
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail), type_=type_, headers=headers,
+                       instance=request.url.path, **extra)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+                  for e in exc.errors()]
+        return problem(422, "request validation failed", type_="validation-error",
+                       instance=request.url.path, errors=errors)
+
+    async def circuit_open(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CircuitOpenError)
+        retry = max(1, round(exc.retry_after or 1))
+        return problem(503, f"dependency {exc.name!r} is unavailable ({exc.state})",
+                       type_="circuit-open", headers={"Retry-After": str(retry)},
+                       instance=request.url.path)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("dependency unavailable on %s: %s", request.url.path, exc)
+        return problem(503, "a dependency is unavailable, retry shortly",
+                       type_="dependency-unavailable", headers={"Retry-After": "1"},
+                       instance=request.url.path)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(CircuitOpenError, circuit_open)
+    app.add_exception_handler(BackendUnavailable, unavailable)
+    app.add_exception_handler(DatabaseError, unavailable)
+
+
+class BodyLimitMiddleware:
+    """413 problem+json for bodies over ``max_bytes`` (declared or streamed), before the app
+    buffers them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    await self._reject(scope, send, declared)
+                    return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, send, seen)
+
+    async def _reject(self, scope: Scope, send: Send, size: int) -> None:
+        detail = (f"request body exceeds {self.max_bytes} bytes" if size >= 0
+                  else "invalid Content-Length")
+        status = 413 if size >= 0 else 400
+        response = problem(status, detail, type_="body-too-large" if size >= 0 else "bad-request",
+                           instance=scope.get("path"))
+        await response(scope, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

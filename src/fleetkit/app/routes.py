@@ -1,0 +1,403 @@
+"""The reference service's API: accounts, sessions, items, audit trail and admin.
+
+Every request has already passed the request id, metrics, session and rate-limit middleware
+(see :mod:`fleetkit.app.main`). Database calls go through the ``database`` circuit breaker;
+reads go to a replica that has replayed the caller's last write (read-your-writes: the session
+keeps the primary's WAL position of the user's last write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleetkit.app.models import items, users
+from fleetkit.app.passwords import hash_password, verify_password
+from fleetkit.app.problems import Problem
+from fleetkit.app.services import Services
+from fleetkit.audit import AuditEvent
+from fleetkit.ratelimit import ratelimit_headers
+from fleetkit.sessions import Session, SessionContext
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1")
+T = TypeVar("T")
+
+_EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+
+
+# ------------------------------------------------------------------ request/response models
+
+class Credentials(BaseModel):
+    email: str = Field(pattern=_EMAIL, max_length=320)
+    password: str = Field(min_length=8, max_length=256)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    role: str
+    created_at: datetime | None = None
+
+
+class LoginOut(BaseModel):
+    token: str
+    session_id: str
+    user: UserOut
+
+
+class SessionOut(BaseModel):
+    id: str
+    created: float
+    last_seen: float
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class ItemIn(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field("", max_length=10_000)
+
+
+class ItemPatch(BaseModel):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    body: str | None = Field(None, max_length=10_000)
+
+
+class ItemOut(BaseModel):
+    id: int
+    owner_id: int
+    title: str
+    body: str
+    version: int
+
+
+class AuditOut(BaseModel):
+    event_id: str
+    time: str
+    actor: str
+    action: str
+    resource: str
+    outcome: str
+    reason: str | None
+    client_ip: str | None
+    request_id: str | None
+
+
+class Page(BaseModel):
+    items: list[Any]
+    next: str | None = None
+
+
+# ------------------------------------------------------------------ dependencies
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def session_ctx(request: Request) -> SessionContext:
+    ctx: SessionContext = request.scope["state"]["sessions"]
+    return ctx
+
+
+def current_session(request: Request) -> Session:
+    session: Session | None = request.scope.get("state", {}).get("session")
+    if session is None:
+        raise Problem(401, "authentication required", type_="unauthenticated",
+                      headers={"WWW-Authenticate": "Bearer"})
+    return session
+
+
+Svc = Annotated[Services, Depends(services)]
+Auth = Annotated[Session, Depends(current_session)]
+Ctx = Annotated[SessionContext, Depends(session_ctx)]
+
+
+def _event(request: Request, actor: str, action: str, resource: str,
+           outcome: Literal["success", "failure", "denied"], reason: str | None = None,
+           **metadata: Any) -> AuditEvent:
+    client = request.scope.get("client")
+    return AuditEvent(
+        actor=actor, action=action, resource=resource, outcome=outcome, reason=reason,
+        client_ip=request.scope.get("state", {}).get("client_ip") or (client[0] if client
+                                                                    else None),
+        user_agent=request.headers.get("user-agent", "")[:512] or None,
+        request_id=request.headers.get("x-request-id"), metadata=metadata or None,
+    )
+
+
+async def _read(svc: Services, session: Session | None,
+                fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """A replica read through the breaker, honouring the session's read-your-writes token."""
+    lsn = session.data.get("lsn") if session is not None else None
+    async with svc.db_breaker:
+        return await svc.db.run_read(fn, lsn=lsn if isinstance(lsn, str) else None)
+
+
+async def _write(svc: Services, session: Session | None,
+                 fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """A primary transaction through the breaker; remembers its LSN in the session."""
+    async with svc.db_breaker:
+        async with svc.db.write() as conn:
+            result = await fn(conn)
+        lsn = await svc.db.current_lsn()
+    if session is not None and lsn is not None:
+        session.data["lsn"] = lsn  # saved by the session middleware with the response
+    return result
+
+
+def _user_out(row: Any) -> UserOut:
+    created = row.created_at if isinstance(row.created_at, datetime) else None
+    return UserOut(id=row.id, email=row.email, role=row.role, created_at=created)
+
+
+# ------------------------------------------------------------------ accounts and sessions
+
+@router.post("/auth/register", status_code=201, response_model=UserOut,
+             responses={409: {"description": "email already registered"}})
+async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
+    password_hash = await hash_password(body.password)
+    admin = svc.settings.admin_email is not None and (
+        body.email == svc.settings.admin_email.strip().lower())
+    role = "admin" if admin else "user"
+
+    async def insert(conn: AsyncConnection) -> Any:
+        result = await conn.execute(
+            users.insert().values(email=body.email, password_hash=password_hash, role=role)
+            .returning(users.c.id, users.c.email, users.c.role, users.c.created_at))
+        return result.one()
+
+    try:
+        row = await _write(svc, None, insert)
+    except IntegrityError:
+        await svc.audit_event(_event(request, "anonymous", "user.register", "user",
+                                     "failure", "email already registered"))
+        raise Problem(409, "this email is already registered", type_="email-taken") from None
+    await svc.audit_event(_event(request, str(row.id), "user.register", f"user/{row.id}",
+                                 "success", role=role))
+    return _user_out(row)
+
+
+@router.post("/auth/login", response_model=LoginOut,
+             responses={401: {"description": "wrong email or password"},
+                        429: {"description": "too many attempts"}})
+async def login(body: Credentials, request: Request, response: Response, svc: Svc,
+                ctx: Ctx) -> LoginOut:
+    # Per-account limit on top of the per-IP login policy: stops one account being guessed
+    # from many addresses. Keyed by a hash so no email is stored in Redis.
+    account = hashlib.sha256(body.email.encode()).hexdigest()[:32]
+    decision = await svc.limiter.hit_many(f"login-account:{account}", svc.login_limits,
+                                          policy="login-account")
+    if not decision.allowed:
+        await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
+                                     "too many attempts for this account"))
+        retry = max(1, round(decision.retry_after or 1))
+        headers = {k.decode(): v.decode() for k, v in ratelimit_headers(
+            [("login-account", decision)])}
+        raise Problem(429, "too many login attempts; retry later", type_="quota-exceeded",
+                      headers={**headers, "Retry-After": str(retry)})
+
+    async def find(conn: AsyncConnection) -> Any:
+        result = await conn.execute(sa.select(users).where(users.c.email == body.email))
+        return result.one_or_none()
+
+    # The primary, not a replica: a user who just registered must be able to log in.
+    async with svc.db_breaker, svc.db.write() as conn:
+        row = await find(conn)
+    if not await verify_password(row.password_hash if row else None, body.password):
+        await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
+                                     "auth.login", "session", "failure", "bad credentials"))
+        raise Problem(401, "wrong email or password", type_="bad-credentials")
+    # login() revokes the request's previous session: a fresh token on every login.
+    session = await ctx.login(str(row.id), data={"role": row.role})
+    await svc.audit_event(_event(request, str(row.id), "session.create",
+                                 f"session/{session.id}", "success"))
+    response.headers["Cache-Control"] = "no-store"
+    return LoginOut(token=session.token, session_id=session.id, user=_user_out(row))
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(request: Request, session: Auth, svc: Svc, ctx: Ctx) -> Response:
+    await ctx.logout()
+    await svc.audit_event(_event(request, session.user_id, "session.revoke",
+                                 f"session/{session.id}", "success", reason="logout"))
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserOut)
+async def me(session: Auth, svc: Svc) -> UserOut:
+    uid = int(session.user_id)
+
+    async def fetch(conn: AsyncConnection) -> Any:
+        result = await conn.execute(
+            sa.select(users.c.id, users.c.email, users.c.role, users.c.created_at)
+            .where(users.c.id == uid))
+        return result.one_or_none()
+
+    row = await _read(svc, session, fetch)
+    if row is None:
+        raise Problem(404, "user not found", type_="not-found")
+    return _user_out(row)
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+async def list_sessions(session: Auth, svc: Svc) -> list[SessionOut]:
+    infos = await svc.sessions.list(session.user_id)
+    return [SessionOut(id=i.id, created=i.created, last_seen=i.last_seen, ip=i.ip,
+                       user_agent=i.user_agent, current=i.id == session.id) for i in infos]
+
+
+@router.delete("/sessions/{session_id}", status_code=204,
+               responses={404: {"description": "no such session"}})
+async def revoke_session(session_id: str, request: Request, session: Auth, svc: Svc,
+                         ctx: Ctx) -> Response:
+    if session_id == session.id:
+        await ctx.logout()
+    elif not await svc.sessions.revoke_id(session.user_id, session_id):
+        raise Problem(404, "no such session", type_="not-found")
+    await svc.audit_event(_event(request, session.user_id, "session.revoke",
+                                 f"session/{session_id}", "success"))
+    return Response(status_code=204)
+
+
+@router.delete("/sessions", status_code=200)
+async def revoke_other_sessions(request: Request, session: Auth, svc: Svc) -> dict[str, int]:
+    revoked = 0
+    for info in await svc.sessions.list(session.user_id):
+        if info.id != session.id and await svc.sessions.revoke_id(session.user_id, info.id):
+            revoked += 1
+    await svc.audit_event(_event(request, session.user_id, "session.revoke_others",
+                                 f"user/{session.user_id}", "success", revoked=revoked))
+    return {"revoked": revoked}
+
+
+# ------------------------------------------------------------------ items (read/write routing)
+
+def _item_out(row: Any) -> ItemOut:
+    return ItemOut(id=row.id, owner_id=row.owner_id, title=row.title, body=row.body,
+                   version=row.version)
+
+
+@router.post("/items", status_code=201, response_model=ItemOut)
+async def create_item(body: ItemIn, session: Auth, svc: Svc) -> ItemOut:
+    async def insert(conn: AsyncConnection) -> Any:
+        result = await conn.execute(
+            items.insert().values(owner_id=int(session.user_id), title=body.title,
+                                  body=body.body).returning(*items.c))
+        return result.one()
+
+    return _item_out(await _write(svc, session, insert))
+
+
+@router.get("/items", response_model=Page)
+async def list_items(session: Auth, svc: Svc, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                     after: Annotated[int, Query(ge=0)] = 0) -> Page:
+    uid = int(session.user_id)
+
+    async def fetch(conn: AsyncConnection) -> list[Any]:
+        result = await conn.execute(
+            sa.select(items).where(items.c.owner_id == uid, items.c.id > after)
+            .order_by(items.c.id).limit(limit))
+        return list(result.all())
+
+    rows = await _read(svc, session, fetch)
+    out = [_item_out(r) for r in rows]
+    return Page(items=out, next=str(out[-1].id) if len(out) == limit else None)
+
+
+async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
+    async def fetch(conn: AsyncConnection) -> Any:
+        result = await conn.execute(sa.select(items).where(items.c.id == item_id))
+        return result.one_or_none()
+
+    row = await _read(svc, session, fetch)
+    if row is None or str(row.owner_id) != session.user_id:
+        raise Problem(404, "no such item", type_="not-found")
+    return row
+
+
+@router.get("/items/{item_id}", response_model=ItemOut)
+async def get_item(item_id: int, session: Auth, svc: Svc) -> ItemOut:
+    return _item_out(await _owned_item(svc, session, item_id))
+
+
+@router.patch("/items/{item_id}", response_model=ItemOut)
+async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
+    changes = body.model_dump(exclude_none=True)
+
+    async def update(conn: AsyncConnection) -> Any:
+        result = await conn.execute(
+            items.update().where(items.c.id == item_id,
+                                 items.c.owner_id == int(session.user_id))
+            .values(**changes, version=items.c.version + 1, updated_at=sa.func.now())
+            .returning(*items.c))
+        return result.one_or_none()
+
+    row = await _write(svc, session, update)
+    if row is None:
+        raise Problem(404, "no such item", type_="not-found")
+    return _item_out(row)
+
+
+@router.delete("/items/{item_id}", status_code=204)
+async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
+    async def delete(conn: AsyncConnection) -> int:
+        result = await conn.execute(
+            items.delete().where(items.c.id == item_id,
+                                 items.c.owner_id == int(session.user_id)))
+        return int(result.rowcount or 0)
+
+    if not await _write(svc, session, delete):
+        raise Problem(404, "no such item", type_="not-found")
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ audit trail
+
+@router.get("/audit", response_model=Page)
+async def audit_trail(session: Auth, svc: Svc, request: Request,
+                      actor: Annotated[str | None, Query(max_length=256)] = None,
+                      limit: Annotated[int, Query(ge=1, le=100)] = 50,
+                      before: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{36}$")] = None,
+                      ) -> Page:
+    """The caller's own audit events, newest first (admins may ask for any ``actor``)."""
+    if actor is not None and actor != session.user_id and session.data.get("role") != "admin":
+        await svc.audit_event(_event(request, session.user_id, "audit.read", f"actor/{actor}",
+                                     "denied", "not an admin"))
+        raise Problem(403, "only admins may read other users' audit trails", type_="forbidden")
+    who = actor or session.user_id
+    pg = not svc.db.embedded
+    where = "actor = :actor"
+    if before:
+        where += " AND event_id < CAST(:before AS uuid)" if pg else " AND event_id < :before"
+    cols = "CAST(event_id AS text) AS event_id, CAST(time AS text) AS time" if pg else \
+        "event_id, time"
+    query = sa.text(f"SELECT {cols}, actor, action, resource, outcome, reason, "
+                    f"client_ip, request_id FROM audit_events WHERE {where} "
+                    "ORDER BY event_id DESC LIMIT :limit")
+    params: dict[str, Any] = {"actor": who, "limit": limit}
+    if before:
+        params["before"] = before
+
+    async def fetch(conn: AsyncConnection) -> list[Any]:
+        return list((await conn.execute(query, params)).all())
+
+    rows = await _read(svc, session, fetch)
+    out = [AuditOut(**row._mapping) for row in rows]
+    return Page(items=out, next=out[-1].event_id if len(out) == limit else None)

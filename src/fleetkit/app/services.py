@@ -1,0 +1,135 @@
+"""Every component of the reference service, built from :class:`Settings` and closed in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetkit.audit import AuditEvent, AuditLog
+from fleetkit.breaker import BreakerRegistry, CircuitBreaker
+from fleetkit.config import Settings
+from fleetkit.db import Database, migrate
+from fleetkit.health import ComponentStatus
+from fleetkit.health.checks import add_redis_checks, component_check
+from fleetkit.health.registry import HealthRegistry
+from fleetkit.monitor import SessionMonitor
+from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
+from fleetkit.redis import RedisClients
+from fleetkit.sessions import SessionStore, parse_region_urls
+
+__all__ = ["Services"]
+
+log = logging.getLogger("fleetkit.app")
+
+
+@dataclass
+class Services:
+    """The wired components; :meth:`start` and :meth:`aclose` run in the app's lifespan."""
+
+    settings: Settings
+    redis: RedisClients
+    db: Database
+    limiter: RateLimiter
+    breakers: BreakerRegistry
+    db_breaker: CircuitBreaker
+    sessions: SessionStore
+    audit: AuditLog
+    monitor: SessionMonitor
+    health: HealthRegistry
+    login_limits: tuple[Limit, ...] = field(default=())
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        redis = RedisClients.from_settings(settings)
+        db = Database.from_settings(settings)
+        limiter = RateLimiter(
+            redis=redis.ratelimit, coalescer=redis.coalescer("ratelimit"),
+            algorithm=settings.rate_limit_algorithm, failure_mode=settings.rate_limit_failure_mode,
+            fallback_instances=settings.rate_limit_fallback_instances,
+            instance_id=settings.instance_id,
+        )
+        breakers = BreakerRegistry(
+            redis=redis.main, failure_rate_threshold=settings.breaker_failure_rate,
+            minimum_calls=settings.breaker_minimum_calls,
+            window_seconds=settings.breaker_window_seconds,
+            wait_open_seconds=settings.breaker_wait_open_seconds,
+            half_open_permits=settings.breaker_half_open_permits,
+        )
+        regions = {}
+        if settings.session_regions:
+            regions = dict(parse_region_urls(settings.session_regions))
+        sessions = SessionStore(
+            redis=redis.sessions, coalescer=redis.coalescer("sessions"),
+            idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
+            max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
+            region=settings.region, regions=regions,
+        )
+        spool = Path(settings.audit_spool_dir)
+        audit = AuditLog(
+            redis=redis.main, shards=settings.audit_stream_shards, spool_dir=spool,
+            sqlite_path=spool.parent / "audit.db", instance=settings.instance_id,
+        )
+        session_url = settings.redis_session_url or settings.redis_url
+        monitor = SessionMonitor(redis_url=session_url, instance_id=settings.instance_id,
+                                 interval=settings.session_monitor_interval)
+        health = HealthRegistry(interval=settings.health_interval, deadline=settings.health_timeout)
+        services = cls(
+            settings=settings, redis=redis, db=db, limiter=limiter, breakers=breakers,
+            db_breaker=breakers.get("database"), sessions=sessions, audit=audit, monitor=monitor,
+            health=health, login_limits=parse_limits(settings.rate_limit_login),
+        )
+        services._register_checks()
+        return services
+
+    def _register_checks(self) -> None:
+        h = self.health
+        if not self.redis.embedded:
+            # Each component degrades to a local fallback, so Redis is not critical for
+            # readiness: an outage shows as warn while the instance keeps serving.
+            add_redis_checks(h, self.redis, critical=False)
+        # fail only when the primary is down; replicas out of rotation are warn (reads fall
+        # back to the primary).
+        h.add("postgres", component_check(self.db), critical=True, component_type="datastore")
+        h.add("ratelimit", component_check(self.limiter), critical=False)
+        h.add("breakers", component_check(self.breakers), critical=False)
+        h.add("sessions", component_check(self.sessions), critical=False)
+        h.add("audit", component_check(self.audit), critical=False)
+        h.add("session-monitor", component_check(self.monitor), critical=False)
+        h.add_liveness("session-monitor", self._monitor_alive)
+
+    def _monitor_alive(self) -> bool | ComponentStatus:
+        # The supervisor restarts a dead worker itself: a restart in progress is warn, never a
+        # reason for Kubernetes to kill the whole pod.
+        if self.monitor.config is None or self.monitor.worker_pid is not None:
+            return True
+        return ComponentStatus("warn", "worker", output="session monitor worker restarting")
+
+    async def start(self) -> None:
+        if self.db.embedded:
+            # Embedded mode has no separate migration step: one SQLite file, one process.
+            await migrate(self.settings.database_url)
+        await self.db.start()
+        await self.redis.preload()
+        await self.monitor.start()
+        await self.health.start()
+        mode = "embedded" if self.redis.embedded else "distributed"
+        log.info("fleetkit ready (%s mode, instance %s)", mode, self.settings.instance_id)
+
+    async def audit_event(self, event: AuditEvent) -> None:
+        """Log an audit event; a failure is logged, never turned into a failed request."""
+        try:
+            await self.audit.log(event)
+        except Exception:
+            log.exception("audit event %s could not be recorded", event.action)
+
+    async def aclose(self) -> None:
+        """Stop in dependency order: health first (readiness already 503), audit flushed last."""
+        for step in (self.health.aclose, self.monitor.stop, self.breakers.aclose,
+                     self.limiter.aclose, self.audit.aclose, self.db.aclose, self.redis.aclose):
+            try:
+                await step()
+            except Exception:
+                log.exception("shutdown step %s failed", getattr(step, "__qualname__", step))
