@@ -14,6 +14,9 @@ from tests.support import REDIS_CLUSTER_URL, REDIS_URL
 
 StoreFactory = Callable[..., SessionStore]
 
+# A DB number of our own: other suites FLUSHDB db 0 of the shared server while we run.
+SESSIONS_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
+
 
 @pytest.fixture(params=["redis", "cluster", "memory"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Any]]:
@@ -22,7 +25,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, An
     if name == "memory":
         yield name, None
         return
-    client = create_client(REDIS_URL if name == "redis" else REDIS_CLUSTER_URL, role="sessions")
+    url = SESSIONS_REDIS_URL if name == "redis" else REDIS_CLUSTER_URL
+    client = create_client(url, role="sessions")
     yield name, client
     await client.aclose()
 

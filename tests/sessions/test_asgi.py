@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from fleetkit.redis import Coalescer, create_client
 from fleetkit.sessions import SessionContext, SessionMiddleware, SessionStore
-from tests.support import REDIS_URL
+from tests.sessions.conftest import SESSIONS_REDIS_URL as REDIS_URL
 
 
 async def me(request: Request) -> JSONResponse:
