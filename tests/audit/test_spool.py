@@ -95,7 +95,8 @@ async def test_spool_of_a_dead_process_is_adopted(private_redis: Redis, prefix: 
     os.close(dead._lock_fd)  # the process is gone: its lock is released
     dead._lock_fd = None
 
-    log = AuditLog(redis=private_redis, prefix=prefix, shards=1, spool_dir=base, probe_interval=0.05)
+    log = AuditLog(redis=private_redis, prefix=prefix, shards=1, spool_dir=base,
+                   probe_interval=0.05)
     await log.log(AuditEvent(actor="u2", action="a", resource="r", outcome="success"))
     assert await log.drain_spool(10)
     await log.aclose()

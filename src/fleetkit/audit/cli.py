@@ -24,6 +24,7 @@ def register(sub: Any) -> dict[str, Any]:
     audit_worker = kinds.add_parser("audit", help="audit consumer: Redis stream → PostgreSQL")
     audit_worker.add_argument("--consumer", default=None, help="consumer name (INSTANCE_ID)")
     audit_worker.add_argument("--schema", default="public", help="PostgreSQL schema")
+    audit_worker.add_argument("--prefix", default="fleetkit:audit", help="stream key prefix")
     audit_worker.add_argument("--claim-idle", type=float, default=30.0,
                               help="seconds before another consumer's entry is taken over")
     audit_worker.add_argument("--batch-entries", type=int, default=64,
@@ -62,7 +63,7 @@ async def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
         socket_timeout=max(settings.redis_socket_timeout, block_ms / 1000 + 2),
         connect_timeout=settings.redis_connect_timeout, retries=settings.redis_retries))
     consumer = AuditConsumer(
-        redis=client, database_url=str(_pg_url(settings)), schema=args.schema,
+        redis=client, database_url=str(_pg_url(settings)), schema=args.schema, prefix=args.prefix,
         consumer=args.consumer or settings.instance_id, shards=settings.audit_stream_shards,
         batch_entries=args.batch_entries, block_ms=block_ms,
         max_deliveries=settings.audit_max_deliveries, claim_min_idle=args.claim_idle)
