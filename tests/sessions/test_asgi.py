@@ -105,12 +105,12 @@ async def test_no_token_no_redis_call(env: Env) -> None:
     {"cookie": "__Host-session=garbage"},
     {"cookie": "__Host-session="},
     {"cookie": "__Host-session=" + "A" * 5000},
-    {"cookie": '__Host-session="local.AAAAAAAAAAA.\\x00"'},
+    {"cookie": '__Host-session="local.AAAAAA.\\x00"'},
     {"authorization": "Bearer ../../etc/passwd"},
-    {"authorization": "Bearer local.AAAAAAAAAAA." + "A" * 43},  # well-formed, unknown
+    {"authorization": "Bearer local.AAAAAA." + "A" * 43},  # well-formed, unknown
     {"authorization": "Bearer"},
     {"authorization": "Basic dXNlcjpwYXNz"},
-    {"cookie": "__Host-session=zz-zz.AAAAAAAAAAA." + "A" * 43},  # unknown region
+    {"cookie": "__Host-session=zz-zz.AAAAAA." + "A" * 43},  # unknown region
 ])
 async def test_bad_tokens_are_anonymous(env: Env, headers: dict[str, str]) -> None:
     r = await env.http.get("/me", headers=headers)

@@ -178,9 +178,9 @@ async def test_index_is_pruned(make_store: StoreFactory, backend: tuple[str, Any
 
 
 @pytest.mark.parametrize("token", [
-    "", "x", "a.b.c", "local..", "LOCAL.AAAAAAAAAAA." + "A" * 43, "local.AAAAAAAAAAA." + "A" * 42,
-    "local.AAAAAAAAAAA." + "A" * 43 + ".x", "local.AAAAAAAAAA!." + "A" * 43, "ü" * 70,
-    "local.AAAAAAAAAAA." + "A" * 10_000, "local.{AAAAAAAAA." + "A" * 43,
+    "", "x", "a.b.c", "local..", "LOCAL.AAAAAA." + "A" * 43, "local.AAAAAA." + "A" * 42,
+    "local.AAAAAA." + "A" * 43 + ".x", "local.AAAAA!." + "A" * 43, "ü" * 70,
+    "local.AAAAAA." + "A" * 10_000, "local.{AAAAA." + "A" * 43,
 ])
 async def test_malformed_tokens_are_unknown(make_store: StoreFactory, token: str) -> None:
     store = make_store()

@@ -2,9 +2,11 @@
 
 * ``secret``: 256 bits from :mod:`secrets` (43 base64url characters). Redis never sees it: keys
   hold :func:`session_id`, a SHA-256 of the token, so a dump of Redis cannot be replayed.
-* ``route``: 64 bits of keyed BLAKE2b of the user id. It is the Redis Cluster hash tag of every key
-  of that user (session, rotation alias, tombstone, per-user index), so each operation is one atomic
-  script on one slot. Opaque: with a ``routing_key`` it reveals nothing about the user.
+* ``route``: 36 bits (6 base64url characters) of keyed BLAKE2b of the user id. It is the Redis
+  Cluster hash tag of every key of that user (session, rotation alias, tombstone, per-user index),
+  so each operation is one atomic script on one slot. Two users sharing a route only share a slot
+  (the index key also names the user), so it is kept short: it is paid in every key name. Opaque:
+  with a ``routing_key`` it reveals nothing about the user.
 * ``region``: the home region whose Redis holds the session (see :mod:`fleetkit.sessions.regions`).
 """
 
@@ -20,7 +22,7 @@ __all__ = ["ParsedToken", "make_route", "new_token", "parse_token", "session_id"
 
 _REGION_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 _B64_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-ROUTE_LEN = 11   # 8 bytes, base64url without padding
+ROUTE_LEN = 6  # 36 bits, base64url
 SECRET_LEN = 43  # 32 bytes
 MAX_TOKEN_LEN = 32 + 1 + ROUTE_LEN + 1 + SECRET_LEN
 
@@ -48,8 +50,8 @@ class ParsedToken:
 
 def make_route(user_id: str, key: bytes | None = None) -> str:
     """The routing part for ``user_id`` (same user → same Cluster slot)."""
-    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=8, key=key or b"")
-    return _b64(digest.digest())
+    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=6, key=key or b"")
+    return _b64(digest.digest())[:ROUTE_LEN]
 
 
 def session_id(token: str) -> str:
