@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import Report, run_concurrent
 from fleetkit.ratelimit import Limit, RateLimiter
+from fleetkit.ratelimit.limiter import COALESCER_BATCH, COALESCER_INFLIGHT
 from fleetkit.redis import ClientOptions, Coalescer, Script, create_client
 
 TRIVIAL = Script("return 1", name="bench_trivial")
@@ -36,7 +37,9 @@ LIMIT = Limit.parse("1000000000/minute")
 async def main(url: str, seconds: float, rounds: int) -> int:
     report = Report("ratelimit", "Rate limit decisions/s vs the coalesced EVALSHA ceiling")
     client = create_client(url, options=ClientOptions(max_connections=300))
-    coalescer = Coalescer(client)
+    # One coalescer, configured as the limiter configures its own, for the ceiling and the
+    # limiters alike.
+    coalescer = Coalescer(client, max_batch=COALESCER_BATCH, max_inflight=COALESCER_INFLIGHT)
     run = uuid.uuid4().hex[:8]
     limiters = {a: RateLimiter(redis=client, algorithm=a, coalescer=coalescer,
                                prefix=f"bench:rl:{run}:") for a in ALGORITHMS}

@@ -6,7 +6,7 @@
 --          dry '1' = peek (no write); now_us '-' = Redis TIME (a number only in tests).
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- One packed argument keeps the command short: client-side encoding is per argument.
-local c, d, t, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+)(.*)$')
+local c, d, t, w1, a1, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+) (%d+) (%d+)(.*)$')
 local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
 local now
 if fixed then
@@ -15,9 +15,11 @@ else
   local tm = redis.call('TIME')
   now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
-local lim = {}
-for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
-  lim[#lim + 1] = {tonumber(w), tonumber(a)}
+local lim = {{tonumber(w1), tonumber(a1)}}
+if rest ~= '' then  -- gmatch costs a closure: only for requests with several limits
+  for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
+    lim[#lim + 1] = {tonumber(w), tonumber(a)}
+  end
 end
 local n = #KEYS
 local st = {}

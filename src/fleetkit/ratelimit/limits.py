@@ -25,6 +25,7 @@ class Limit:
     window_ms: int = field(init=False, repr=False, compare=False)
     suffix: str = field(init=False, repr=False, compare=False)
     packed: bytes = field(init=False, repr=False, compare=False)
+    hit_arg: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.amount < 1:
@@ -35,6 +36,7 @@ class Limit:
         object.__setattr__(self, "window_ms", window_ms)
         object.__setattr__(self, "suffix", f":{window_ms}:{self.amount}")
         object.__setattr__(self, "packed", b" %d %d" % (window_ms, self.amount))
+        object.__setattr__(self, "hit_arg", b"1 0 -" + self.packed)  # cost 1, Redis TIME
         if not self.name:
             object.__setattr__(self, "name", f"{self.amount}-per-{_fmt(self.window)}s")
 

@@ -40,8 +40,12 @@ class MemoryBackend:
         self._data.move_to_end(key)
         return item[0]
 
-    def set(self, key: str, value: Any, ttl_ms: int, now_us: int) -> None:
-        self._data[key] = (value, now_us + ttl_ms * 1000)
+    def set(self, key: str, value: Any, ttl_ms: int | None, now_us: int) -> None:
+        """Store with a TTL, or keep the current expiry when ``ttl_ms`` is None (KEEPTTL)."""
+        if ttl_ms is None:
+            self._data[key] = (value, self._data[key][1])
+        else:
+            self._data[key] = (value, now_us + ttl_ms * 1000)
         self._data.move_to_end(key)
         while len(self._data) > self.max_keys:
             self._data.popitem(last=False)
@@ -69,22 +73,23 @@ def sliding_window(db: MemoryBackend, keys: Sequence[str], args: Sequence[int], 
         e = now - idx * w
         s = db.get(key, now_us)
         curr = prev = 0
+        same = False
         if s is not None:
             if s[0] == idx:
-                curr, prev = s[1], s[2]
+                curr, prev, same = s[1], s[2], True
             elif s[0] == idx - 1:
                 prev = s[1]
         room = amount * w - prev * (w - e) - curr * w
         ok = room >= cost * w
         if not ok:
             allowed = 0
-        st.append((key, w, amount, idx, e, curr, prev, room, ok))
+        st.append((key, w, amount, idx, e, curr, prev, room, ok, same))
     out = [allowed]
-    for key, w, amount, idx, e, curr, prev, room, ok in st:
+    for key, w, amount, idx, e, curr, prev, room, ok, same in st:
         if allowed and cost > 0 and not dry:
             curr += cost
             room -= cost * w
-            db.set(key, (idx, curr, prev), 2 * w, now_us)
+            db.set(key, (idx, curr, prev), None if same else 2 * w, now_us)
         remaining = room // w if room > 0 else 0
         reset = 2 * w - e if curr > 0 else (w - e if prev > 0 else 0)
         retry = -1

@@ -5,7 +5,7 @@
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- A request at time t counts while t > now - window. Memory grows with the limit: small limits.
 -- One packed argument keeps the command short: client-side encoding is per argument.
-local c, d, t, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+)(.*)$')
+local c, d, t, w1, a1, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+) (%d+) (%d+)(.*)$')
 local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
 local now_us
 if fixed then
@@ -15,9 +15,11 @@ else
   now_us = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
 local now = math.floor(now_us / 1000)
-local lim = {}
-for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
-  lim[#lim + 1] = {tonumber(w), tonumber(a)}
+local lim = {{tonumber(w1), tonumber(a1)}}
+if rest ~= '' then  -- gmatch costs a closure: only for requests with several limits
+  for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
+    lim[#lim + 1] = {tonumber(w), tonumber(a)}
+  end
 end
 local n = #KEYS
 local st = {}

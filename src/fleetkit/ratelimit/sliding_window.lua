@@ -5,7 +5,7 @@
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- Integer arithmetic only (usage scaled by the window), so the Python twin agrees exactly.
 -- One packed argument keeps the command short: client-side encoding is per argument.
-local c, d, t, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+)(.*)$')
+local c, d, t, w1, a1, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+) (%d+) (%d+)(.*)$')
 local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
 local now_us
 if fixed then
@@ -15,9 +15,11 @@ else
   now_us = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
 local now = math.floor(now_us / 1000)
-local lim = {}
-for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
-  lim[#lim + 1] = {tonumber(w), tonumber(a)}
+local lim = {{tonumber(w1), tonumber(a1)}}
+if rest ~= '' then  -- gmatch costs a closure: only for requests with several limits
+  for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
+    lim[#lim + 1] = {tonumber(w), tonumber(a)}
+  end
 end
 local n = #KEYS
 local st = {}
@@ -28,12 +30,12 @@ for i = 1, n do
   local idx = math.floor(now / w)
   local e = now - idx * w
   local s = redis.call('GET', KEYS[i])
-  local curr, prev = 0, 0
+  local curr, prev, same = 0, 0, false
   if s then
     local si, sc, sp = string.match(s, '^(%d+) (%d+) (%d+)$')
     si = tonumber(si)
     if si == idx then
-      curr = tonumber(sc); prev = tonumber(sp)
+      curr = tonumber(sc); prev = tonumber(sp); same = true
     elseif si == idx - 1 then
       prev = tonumber(sc)
     end
@@ -41,19 +43,23 @@ for i = 1, n do
   local room = amount * w - prev * (w - e) - curr * w
   local ok = room >= cost * w
   if not ok then allowed = 0 end
-  st[i] = {w, amount, idx, e, curr, prev, room, ok}
+  st[i] = {w, amount, idx, e, curr, prev, room, ok, same}
 end
 local out = {allowed}
 -- Tests pass their own clock: keep keys long enough that real time never expires them early.
 local ttl_floor = 0
 if fixed then ttl_floor = 60000 end
 for i = 1, n do
-  local w, amount, idx, e, curr, prev, room, ok = unpack(st[i])
+  local w, amount, idx, e, curr, prev, room, ok, same = unpack(st[i])
   if allowed == 1 and cost > 0 and not dry then
     curr = curr + cost
     room = room - cost * w
-    redis.call('SET', KEYS[i], idx .. ' ' .. curr .. ' ' .. prev, 'PX',
-               math.max(2 * w, ttl_floor))
+    local value = idx .. ' ' .. curr .. ' ' .. prev
+    if same then  -- the TTL set by this window's first write already covers the next window
+      redis.call('SET', KEYS[i], value, 'KEEPTTL')
+    else
+      redis.call('SET', KEYS[i], value, 'PX', math.max(2 * w, ttl_floor))
+    end
   end
   local remaining = 0
   if room > 0 then remaining = math.floor(room / w) end
