@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetkit.errors import BackendUnavailable, CircuitOpenError, DatabaseError
+from fleetkit.errors import BackendUnavailable, CircuitOpenError
 
 __all__ = ["BodyLimitMiddleware", "Problem", "install_problem_handlers", "problem"]
 
@@ -78,11 +78,16 @@ def install_problem_handlers(app: FastAPI) -> None:
                        type_="dependency-unavailable", headers={"Retry-After": "1"},
                        instance=request.url.path)
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # A bug, not the client's fault: log it with its traceback, answer problem+json.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem(500, "internal error", type_="internal-error", instance=request.url.path)
+
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CircuitOpenError, circuit_open)
     app.add_exception_handler(BackendUnavailable, unavailable)
-    app.add_exception_handler(DatabaseError, unavailable)
 
 
 class BodyLimitMiddleware:

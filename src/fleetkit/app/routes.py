@@ -24,6 +24,7 @@ from fleetkit.app.passwords import hash_password, verify_password
 from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
+from fleetkit.errors import DatabaseError
 from fleetkit.ratelimit import ratelimit_headers
 from fleetkit.sessions import Session, SessionContext
 
@@ -185,7 +186,9 @@ async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
 
     try:
         row = await _write(svc, None, insert)
-    except IntegrityError:
+    except DatabaseError as exc:
+        if not isinstance(exc.__cause__, IntegrityError):
+            raise
         await svc.audit_event(_event(request, "anonymous", "user.register", "user",
                                      "failure", "email already registered"))
         raise Problem(409, "this email is already registered", type_="email-taken") from None
@@ -224,8 +227,13 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
         await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
                                      "auth.login", "session", "failure", "bad credentials"))
         raise Problem(401, "wrong email or password", type_="bad-credentials")
+    # The WAL position now covers the registration: the new session's replica reads see it.
+    data: dict[str, Any] = {"role": row.role}
+    lsn = await svc.db.current_lsn()
+    if lsn is not None:
+        data["lsn"] = lsn
     # login() revokes the request's previous session: a fresh token on every login.
-    session = await ctx.login(str(row.id), data={"role": row.role})
+    session = await ctx.login(str(row.id), data=data)
     await svc.audit_event(_event(request, str(row.id), "session.create",
                                  f"session/{session.id}", "success"))
     response.headers["Cache-Control"] = "no-store"

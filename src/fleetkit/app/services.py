@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
@@ -68,9 +70,12 @@ class Services:
             region=settings.region, regions=regions,
         )
         spool = Path(settings.audit_spool_dir)
+        # Embedded mode keeps audit rows in the app's own SQLite file, so GET /v1/audit reads
+        # them through the same Database as everything else.
+        sqlite_db = make_url(settings.database_url).database if db.embedded else None
         audit = AuditLog(
             redis=redis.main, shards=settings.audit_stream_shards, spool_dir=spool,
-            sqlite_path=spool.parent / "audit.db", instance=settings.instance_id,
+            sqlite_path=sqlite_db or spool.parent / "audit.db", instance=settings.instance_id,
         )
         session_url = settings.redis_session_url or settings.redis_url
         monitor = SessionMonitor(redis_url=session_url, instance_id=settings.instance_id,

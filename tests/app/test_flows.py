@@ -1,0 +1,114 @@
+"""End-to-end HTTP flows of the reference service: embedded and distributed mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import (
+    AppFactory,
+    distributed_env,
+    embedded_env,
+    new_email,
+    register_and_login,
+)
+
+MODES = {"distributed": distributed_env, "embedded": embedded_env}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_account_session_and_items_flow(mode: str, tmp_path: Path,
+                                              app_factory: AppFactory) -> None:
+    _, client = await app_factory(MODES[mode](tmp_path))
+    email = new_email()
+    token, body = await register_and_login(client, email)
+    assert len(token) >= 43 and body["user"]["email"] == email
+    auth = {"Authorization": f"Bearer {token}"}
+
+    me = await client.get("/v1/me", headers=auth)
+    assert me.status_code == 200 and me.json()["email"] == email
+    assert "RateLimit" in me.headers and "RateLimit-Policy" in me.headers
+
+    # Read-your-writes: the item is visible at once, even though reads go to a replica.
+    created = await client.post("/v1/items", json={"title": "first", "body": "x"}, headers=auth)
+    assert created.status_code == 201
+    item = created.json()
+    listed = await client.get("/v1/items", headers=auth)
+    assert [i["id"] for i in listed.json()["items"]] == [item["id"]]
+    patched = await client.patch(f"/v1/items/{item['id']}", json={"title": "second"},
+                                 headers=auth)
+    assert patched.json()["title"] == "second" and patched.json()["version"] == 2
+    got = await client.get(f"/v1/items/{item['id']}", headers=auth)
+    assert got.json()["title"] == "second"
+    assert (await client.delete(f"/v1/items/{item['id']}", headers=auth)).status_code == 204
+    assert (await client.get(f"/v1/items/{item['id']}", headers=auth)).status_code == 404
+
+    # Another user cannot see the first user's items.
+    other, _ = await register_and_login(client)
+    mine = await client.post("/v1/items", json={"title": "private"}, headers=auth)
+    peek = await client.get(f"/v1/items/{mine.json()['id']}",
+                            headers={"Authorization": f"Bearer {other}"})
+    assert peek.status_code == 404
+
+    sessions = (await client.get("/v1/sessions", headers=auth)).json()
+    assert [s["current"] for s in sessions] == [True]
+
+    assert (await client.post("/v1/auth/logout", headers=auth)).status_code == 204
+    after = await client.get("/v1/me", headers=auth)
+    assert after.status_code == 401
+    assert after.headers["content-type"] == "application/problem+json"
+
+
+async def test_login_rotates_and_session_management(tmp_path: Path,
+                                                    app_factory: AppFactory) -> None:
+    _, client = await app_factory(distributed_env(tmp_path))
+    email = new_email()
+    first, _ = await register_and_login(client, email)
+    r = await client.post("/v1/auth/login", json={"email": email,
+                                                  "password": "correct horse battery"})
+    second = r.json()["token"]
+    third = (await client.post("/v1/auth/login", json={
+        "email": email, "password": "correct horse battery"})).json()["token"]
+    assert len({first, second, third}) == 3
+    auth = {"Authorization": f"Bearer {third}"}
+    listed = (await client.get("/v1/sessions", headers=auth)).json()
+    assert len(listed) == 3
+    # Revoke one other session by id, then all the others.
+    victim = next(s["id"] for s in listed if not s["current"])
+    assert (await client.delete(f"/v1/sessions/{victim}", headers=auth)).status_code == 204
+    assert (await client.delete(f"/v1/sessions/{victim}", headers=auth)).status_code == 404
+    r = await client.delete("/v1/sessions", headers=auth)
+    assert r.json() == {"revoked": 1}
+    for old in (first, second):
+        assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {old}"})
+                ).status_code == 401
+    assert (await client.get("/v1/me", headers=auth)).status_code == 200
+
+
+async def test_browser_cookie_is_secure_and_works(tmp_path: Path,
+                                                  app_factory: AppFactory) -> None:
+    _, client = await app_factory(distributed_env(tmp_path))
+    email = new_email()
+    await client.post("/v1/auth/register", json={"email": email, "password": "pw-123456789"})
+    r = await client.post("/v1/auth/login", json={"email": email, "password": "pw-123456789"})
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("__Host-session=")
+    for attr in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attr in cookie
+    assert r.headers["cache-control"] == "no-store"
+    # httpx keeps the cookie: the next request is authenticated without a bearer token.
+    assert (await client.get("/v1/me")).json()["email"] == email
+
+
+async def test_wrong_password_and_duplicate_email(tmp_path: Path,
+                                                  app_factory: AppFactory) -> None:
+    _, client = await app_factory(distributed_env(tmp_path))
+    email = new_email()
+    await register_and_login(client, email)
+    r = await client.post("/v1/auth/login", json={"email": email, "password": "wrong-password"})
+    assert r.status_code == 401 and r.json()["type"] == "bad-credentials"
+    r = await client.post("/v1/auth/login", json={"email": new_email(), "password": "whatever1"})
+    assert r.status_code == 401
+    r = await client.post("/v1/auth/register", json={"email": email, "password": "another-pw1"})
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
