@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import Report, run_concurrent
 from fleetkit.ratelimit import Limit, RateLimiter
-from fleetkit.ratelimit.limiter import COALESCER_BATCH, COALESCER_INFLIGHT
+from fleetkit.ratelimit.limiter import COALESCER_BATCH, COALESCER_INFLIGHT, Algorithm
 from fleetkit.redis import ClientOptions, Coalescer, Script, create_client
 
 TRIVIAL = Script("return 1", name="bench_trivial")
-ALGORITHMS = ("sliding_window", "sliding_log", "gcra")
+ALGORITHMS: tuple[Algorithm, ...] = ("sliding_window", "sliding_log", "gcra")
 # Never exhausted during a run: every decision is a real Redis decision (no deny cache hits).
 LIMIT = Limit.parse("1000000000/minute")
 

@@ -11,9 +11,10 @@ import sys
 import time
 
 from fleetkit.ratelimit import Limit, RateLimiter
+from fleetkit.ratelimit.limiter import Algorithm
 from fleetkit.redis import create_client
 
-ALGORITHMS = ("sliding_window", "sliding_log", "gcra")
+ALGORITHMS: tuple[Algorithm, ...] = ("sliding_window", "sliding_log", "gcra")
 
 
 async def main(url: str, key: str, limit: Limit, attempts: int, start_at: float) -> None:
@@ -23,7 +24,7 @@ async def main(url: str, key: str, limit: Limit, attempts: int, start_at: float)
     backends: set[str] = set()
     deadline = time.monotonic() + 30  # every loop is bounded in time
 
-    async def worker(algorithm: str, n: int) -> None:
+    async def worker(algorithm: Algorithm, n: int) -> None:
         for _ in range(n):
             if time.monotonic() > deadline:
                 return

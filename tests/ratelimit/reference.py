@@ -91,7 +91,6 @@ class Reference:
                 self.buckets[i] = (tokens - cost, t_us)
         out = [int(allowed)]
         for i, ok in enumerate(oks):
-            _, amount = self.limits[i]
             free = self._free(i, t_us)
             out += [max(0, floor(free)), self._reset_ms(i, t_us),
                     -1 if ok else self._retry_ms(i, t_us, cost)]

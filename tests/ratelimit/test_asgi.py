@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from fleetkit.ratelimit import (
     ip_key,
 )
 from fleetkit.ratelimit.fastapi import RateLimit, install, rate_limited
+from fleetkit.ratelimit.limiter import FailureMode
 from fleetkit.redis import ClientOptions, create_client
 from tests.support import free_port
 
@@ -98,9 +100,9 @@ async def test_spoofed_xff_cannot_escape_the_limit(limiter: RateLimiter) -> None
         assert codes == [200, 200, 200, 429, 429]
     # Behind the trusted proxy, a forged left-hand part and garbage do not change the key.
     async with _client(_app(limiter)) as http:
-        forged = ["9.9.9.9, 198.51.100.9", "8.8.8.8,198.51.100.9", "junk, 198.51.100.9",
-                  "198.51.100.9", b"\xff\xfe, 198.51.100.9"]
-        codes = [(await http.get("/", headers={"x-forwarded-for": v})).status_code
+        forged = [b"9.9.9.9, 198.51.100.9", b"8.8.8.8,198.51.100.9", b"junk, 198.51.100.9",
+                  b"198.51.100.9", b"\xff\xfe, 198.51.100.9"]
+        codes = [(await http.get("/", headers={b"x-forwarded-for": v})).status_code
                  for v in forged]
         assert codes == [200, 200, 200, 429, 429]
         malformed = await http.get("/", headers={"x-forwarded-for": "::::, ,,"})
@@ -110,7 +112,8 @@ async def test_spoofed_xff_cannot_escape_the_limit(limiter: RateLimiter) -> None
 async def test_shadow_mode_counts_and_never_blocks(limiter: RateLimiter,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     app = _app(limiter, shadow=True)
-    name = next(p.name for p in app.user_middleware[0].kwargs["policies"])  # type: ignore[union-attr]
+    policies: list[Policy] = app.user_middleware[0].kwargs["policies"]  # type: ignore[assignment]
+    name = policies[0].name
     before = REGISTRY.get_sample_value("fleetkit_ratelimit_shadow_denials_total",
                                        {"policy": name}) or 0.0
     with caplog.at_level(logging.INFO, logger="fleetkit.ratelimit"):
@@ -128,8 +131,9 @@ async def test_redis_outage_is_never_a_5xx() -> None:
     dead = create_client(f"redis://127.0.0.1:{free_port()}/0",
                          options=ClientOptions(retries=0, connect_timeout=0.2))
     try:
-        for mode in ("local", "open", "closed"):
-            async with RateLimiter(redis=dead, failure_mode=mode) as lim:  # type: ignore[arg-type]
+        modes: tuple[FailureMode, ...] = ("local", "open", "closed")
+        for mode in modes:
+            async with RateLimiter(redis=dead, failure_mode=mode) as lim:
                 async with _client(_app(lim)) as http:
                     codes = {(await http.get("/")).status_code for _ in range(5)}
                 assert codes <= {200, 429}, mode
@@ -142,7 +146,7 @@ async def test_redis_outage_is_never_a_5xx() -> None:
 async def test_websocket_and_lifespan_pass_through(limiter: RateLimiter) -> None:
     seen: list[str] = []
 
-    async def inner(scope: dict[str, object], receive: object, send: object) -> None:
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
         seen.append(str(scope["type"]))
 
     mw = RateLimitMiddleware(inner, limiter=limiter, policies=[Policy("x", "1/minute")])

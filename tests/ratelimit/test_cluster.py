@@ -10,12 +10,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from fleetkit.ratelimit import Limit, RateLimiter
+from fleetkit.ratelimit.limiter import Algorithm
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.mark.parametrize("algorithm", ["sliding_window", "sliding_log", "gcra"])
-async def test_cluster_agrees_with_the_twin(cluster: RedisCluster, algorithm: str) -> None:
+async def test_cluster_agrees_with_the_twin(cluster: RedisCluster,
+                                            algorithm: Algorithm) -> None:
     rng = random.Random(algorithm)
     limits = [Limit.parse("3/second"), Limit.parse("5/2 seconds"), Limit.parse("20/minute")]
     now = [1_700_000_000_000_000]

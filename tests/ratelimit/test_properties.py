@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from fleetkit.ratelimit import Limit, RateLimiter
+from fleetkit.ratelimit.limiter import Algorithm
 from tests.ratelimit.reference import Reference
 
-ALGORITHMS = ["sliding_window", "sliding_log", "gcra"]
+ALGORITHMS: list[Algorithm] = ["sliding_window", "sliding_log", "gcra"]
+Case = tuple[list[Limit], list[tuple[int, int, int, str]], int]
 
 limit_st = st.builds(Limit, st.integers(1, 6), st.sampled_from([0.5, 1.0, 2.0, 5.0]))
 step_st = st.tuples(
@@ -50,8 +52,8 @@ def _expected(reply: list[int]) -> list[object]:
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=case_st)
-async def test_redis_equals_memory_equals_reference(redis: Redis, algorithm: str,
-                                                    case: tuple[list[Limit], list[tuple[int, int, int, str]], int]) -> None:
+async def test_redis_equals_memory_equals_reference(redis: Redis, algorithm: Algorithm,
+                                                    case: Case) -> None:
     limits, steps, offset = case
     now = [1_700_000_000_000_000 + offset * 1000]
     clock = lambda: now[0] / 1_000_000  # noqa: E731
