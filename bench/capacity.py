@@ -74,6 +74,7 @@ class Results:
         self.dir = directory
         self._cache: dict[str, dict[str, Any]] = {}
         self.used: dict[str, Source] = {}
+        self.missing: dict[str, str] = {}
 
     def data(self, name: str) -> dict[str, Any]:
         if name not in self._cache:
@@ -104,6 +105,14 @@ class Results:
                                 float(chosen["value"]))
         return float(chosen["value"])
 
+    def optional(self, key: str, name: str, *, unit: str, label: str) -> float | None:
+        """Like :meth:`value`, but ``None`` (reported as unmeasured) when absent."""
+        try:
+            return self.value(key, name, unit=unit, label=label)
+        except MissingInput as exc:
+            self.missing[key] = str(exc)
+            return None
+
     def info(self, key: str, name: str, path: str) -> Any:
         """``info[path]`` of ``name``.json (dotted path), required."""
         node: Any = self.data(name).get("info", {})
@@ -128,12 +137,14 @@ class Inputs:
     session_ops_per_redis: float
     audit_events_per_consumer: float
     audit_events_per_producer: float
-    audit_bytes_per_event: float
+    audit_bytes_per_event: float | None
+    db_reads_per_request: float
     db_reads_per_replica: float
     db_read_latency: float
     breaker_overhead_us: float
     health_rps: float
     sources: dict[str, Source] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path, *, algorithm: str) -> Inputs:
@@ -164,11 +175,14 @@ class Inputs:
             session_ops_per_redis=r.value("session get/s per Redis", "sessions",
                                           unit=r"^ops/s$", label=r"(?i)\bget\b"),
             audit_events_per_consumer=r.value("audit events/s per consumer", "audit",
-                                              unit=r"^events/s$", label=r"(?i)consumer"),
+                                              unit=r"^events/s$",
+                                              label=r"(?i)consumer|worker drain"),
             audit_events_per_producer=r.value("audit events/s per producer process", "audit",
-                                              unit=r"^events/s$", label=r"(?i)producer"),
-            audit_bytes_per_event=r.value("stream bytes per audit event", "audit",
-                                          unit=r"^bytes", label=r"(?i)event"),
+                                              unit=r"^events/s$", label=r"(?i)^producer"),
+            audit_bytes_per_event=r.optional("stream bytes per audit event", "audit",
+                                             unit=r"^bytes", label=r"(?i)event"),
+            db_reads_per_request=float(r.info("PostgreSQL reads per request", "http",
+                                              "db_reads_per_request")),
             db_reads_per_replica=db_rate,
             db_read_latency=concurrency / db_rate,  # Little's law: in flight / throughput
             breaker_overhead_us=r.value("breaker overhead per call", "breaker",
@@ -178,6 +192,9 @@ class Inputs:
                                unit=r"^req(uests)?/s$", label=r"^ready, healthy deps"),
         )
         inputs.sources = dict(r.used)
+        inputs.unmeasured = dict(r.missing)
+        inputs.sources["PostgreSQL reads per request"] = Source(
+            "http.json", "info.db_reads_per_request", "reads/request", inputs.db_reads_per_request)
         inputs.sources["Redis operations per request"] = Source(
             "http.json", "info.redis_round_trips_per_request", "ops/request",
             sum(per_role.values()))
@@ -193,7 +210,6 @@ class Workload:
     requests_per_user_per_minute: float = 6.0  # 1M users -> the seed's 100K requests/s
     write_share: float = 0.10
     session_lifetime: float = 1800.0  # seconds a user stays logged in (one login per lifetime)
-    db_reads_per_read: float = 1.0  # /v1/me: one read through the breaker
     audit_events_per_write: float = 1.0
     audit_events_per_login: float = 1.0
 
@@ -232,7 +248,7 @@ def compute(inputs: Inputs, work: Workload, dep: Deployment, settings: Any) -> d
     rps, logins = work.rps, work.logins
     h = dep.headroom
     writes = rps * work.write_share
-    reads = rps * (1 - work.write_share) * work.db_reads_per_read
+    reads = rps * (1 - work.write_share) * inputs.db_reads_per_request
     audit_events = writes * work.audit_events_per_write + logins * work.audit_events_per_login
 
     processes = _ceil(rps / (inputs.rps_per_process * h))
@@ -254,7 +270,8 @@ def compute(inputs: Inputs, work: Workload, dep: Deployment, settings: Any) -> d
     memory = {
         "ratelimit": work.users * limits_per_user * inputs.ratelimit_bytes_per_key,
         "sessions": stored_sessions * inputs.session_bytes,
-        "main": audit_events * dep.audit_backlog_seconds * inputs.audit_bytes_per_event,
+        # Unmeasured (audit.json has no bytes per event): counted as 0 and flagged.
+        "main": audit_events * dep.audit_backlog_seconds * (inputs.audit_bytes_per_event or 0),
     }
     budget = dep.shard_memory_gb * 1024**3
     redis: dict[str, Any] = {}
@@ -324,7 +341,7 @@ def _ceilings(inputs: Inputs, work: Workload, dep: Deployment, ops: dict[str, fl
                         "limit": f"{dep.max_shards_per_role} shards",
                         "max_requests_per_s": dep.max_shards_per_role * capacity[role] * h
                         / per_request})
-    read_per_request = (1 - work.write_share) * work.db_reads_per_read
+    read_per_request = (1 - work.write_share) * inputs.db_reads_per_request
     if read_per_request > 0:
         out.append({"component": "postgres replicas", "limit": f"{dep.max_replicas} replicas",
                     "max_requests_per_s": dep.max_replicas * inputs.db_reads_per_replica * h
@@ -449,9 +466,12 @@ def run(results: Path, work: Workload, dep: Deployment, *, out: Path | None = No
     for name in sorted({s.file for s in inputs.sources.values()}):
         times[name] = json.loads((results / name).read_text()).get("time")
     result["inputs"] = {k: asdict(v) for k, v in inputs.sources.items()}
+    result["unmeasured"] = inputs.unmeasured
     result["input_times"] = times
     result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["table"] = table(result, inputs)
+    if inputs.unmeasured:
+        result["table"] += "\nunmeasured (counted as 0): " + "; ".join(inputs.unmeasured)
     out = out or results
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")

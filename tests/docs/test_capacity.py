@@ -18,7 +18,8 @@ def _m(label: str, value: float, unit: str) -> dict[str, Any]:
 
 RESULTS: dict[str, dict[str, Any]] = {
     "http": {"info": {"redis_round_trips_per_request": {"main": 0, "ratelimit": 2,
-                                                        "sessions": 1}},
+                                                        "sessions": 1},
+                      "db_reads_per_request": 1},
              "measurements": [_m("bare endpoint", 9000, "requests/s"),
                               _m("full-stack /v1/me", 1000, "requests/s")]},
     "ratelimit": {"info": {}, "measurements": [
@@ -99,6 +100,21 @@ def test_workload_parameters_scale_the_model(tmp_path: Path) -> None:
     small = _run(results, tmp_path / "o1", users=100_000)
     assert small["app"]["requests_per_s"] == pytest.approx(10_000)
     assert small["app"]["processes"] == 15
+
+
+def test_db_reads_per_request_come_from_http_json(tmp_path: Path) -> None:
+    cached = {**RESULTS["http"], "info": {**RESULTS["http"]["info"], "db_reads_per_request": 0.1}}
+    result = _run(_write(tmp_path / "r", {"http": cached}), tmp_path / "o")
+    assert result["postgres"]["reads_per_s"] == pytest.approx(9_000)
+    assert result["postgres"]["replicas"] == 9
+
+
+def test_unmeasured_optional_input_is_flagged_not_invented(tmp_path: Path) -> None:
+    no_bytes = {**RESULTS["audit"], "measurements": RESULTS["audit"]["measurements"][:2]}
+    result = _run(_write(tmp_path / "r", {"audit": no_bytes}), tmp_path / "o")
+    assert list(result["unmeasured"]) == ["stream bytes per audit event"]
+    assert result["redis"]["main"]["memory_bytes"] == 0
+    assert "unmeasured (counted as 0): stream bytes per audit event" in result["table"]
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
