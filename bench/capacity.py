@@ -45,7 +45,7 @@ from fleetkit.config import load_settings, parse_policy_list
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROLES = ("main", "ratelimit", "sessions")
-_BENCH_OF = {"http": "bench/http.py", "ratelimit": "bench/ratelimit.py",
+_BENCH_OF = {"http": "bench/http_load.py", "ratelimit": "bench/ratelimit.py",
              "sessions": "bench/sessions.py", "audit": "bench/audit.py", "db": "bench/db.py",
              "breaker": "bench/breaker.py", "health": "bench/health.py"}
 
