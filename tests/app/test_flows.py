@@ -68,6 +68,7 @@ async def test_login_rotates_and_session_management(tmp_path: Path,
     r = await client.post("/v1/auth/login", json={"email": email,
                                                   "password": "correct horse battery"})
     second = r.json()["token"]
+    client.cookies.clear()  # three devices: no login here carries another's cookie
     third = (await client.post("/v1/auth/login", json={
         "email": email, "password": "correct horse battery"})).json()["token"]
     assert len({first, second, third}) == 3
@@ -84,6 +85,23 @@ async def test_login_rotates_and_session_management(tmp_path: Path,
         assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {old}"})
                 ).status_code == 401
     assert (await client.get("/v1/me", headers=auth)).status_code == 200
+
+
+async def test_login_on_a_browser_with_a_session_rotates_it(
+        tmp_path: Path, app_factory: AppFactory) -> None:
+    _, client = await app_factory(distributed_env(tmp_path))
+    email = new_email()
+    await client.post("/v1/auth/register", json={"email": email, "password": "pw-123456789"})
+    first = (await client.post("/v1/auth/login", json={"email": email,
+                                                       "password": "pw-123456789"})).json()
+    second = (await client.post("/v1/auth/login", json={"email": email,
+                                                        "password": "pw-123456789"})).json()
+    assert first["session_id"] != second["session_id"]
+    # The browser's old session was revoked by the new login (session fixation defence).
+    old = await client.get("/v1/me", headers={"Authorization": f"Bearer {first['token']}"})
+    assert old.status_code == 401
+    ids = [s["id"] for s in (await client.get("/v1/sessions")).json()]
+    assert ids == [second["session_id"]]
 
 
 async def test_browser_cookie_is_secure_and_works(tmp_path: Path,

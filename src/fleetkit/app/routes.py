@@ -107,17 +107,19 @@ class Page(BaseModel):
 
 # ------------------------------------------------------------------ dependencies
 
-def services(request: Request) -> Services:
+# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` ones in a thread pool,
+# which costs a thread hop per dependency per request.
+async def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
-def session_ctx(request: Request) -> SessionContext:
+async def session_ctx(request: Request) -> SessionContext:
     ctx: SessionContext = request.scope["state"]["sessions"]
     return ctx
 
 
-def current_session(request: Request) -> Session:
+async def current_session(request: Request) -> Session:
     session: Session | None = request.scope.get("state", {}).get("session")
     if session is None:
         raise Problem(401, "authentication required", type_="unauthenticated",
@@ -169,6 +171,12 @@ def _user_out(row: Any) -> UserOut:
 
 
 # ------------------------------------------------------------------ accounts and sessions
+
+@router.get("/ping")
+async def ping() -> dict[str, bool]:
+    """No session, no database: the floor of the stack (request id, metrics, IP rate limit)."""
+    return {"pong": True}
+
 
 @router.post("/auth/register", status_code=201, response_model=UserOut,
              responses={409: {"description": "email already registered"}})

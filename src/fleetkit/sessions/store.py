@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,6 +107,9 @@ class _Cached:
     session: Session
     validated: float  # monotonic
     seen_wall: float
+
+
+_SID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 def _s(value: Any) -> str:
@@ -344,6 +348,22 @@ class SessionStore:
         reply = int(await self._run("revoke", backend, REVOKE,
                                     [base + "s" + sid, base + "r" + sid],
                                     [base, sid, self.tomb_ms]))
+        m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
+        return reply == 1
+
+    async def revoke_id(self, user_id: str, session_id: str) -> bool:
+        """Revoke one of ``user_id``'s sessions by the ``id`` that :meth:`list` shows.
+
+        The keys are derived from ``user_id`` (its Cluster slot), so only that user's sessions
+        can be reached; ids are unguessable hashes that only their owner is shown.
+        """
+        if not _SID.fullmatch(session_id):
+            return False
+        base = self._base(make_route(user_id, self._routing_key))
+        self._forget(session_id)
+        reply = int(await self._run("revoke", self.router.local, REVOKE,
+                                    [base + "s" + session_id, base + "r" + session_id],
+                                    [base, session_id, self.tomb_ms]))
         m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
         return reply == 1
 

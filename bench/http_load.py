@@ -1,0 +1,164 @@
+"""HTTP load on one server process: bare endpoints vs the full-stack authenticated endpoint.
+
+(Named http_load.py: a bench/http.py would shadow the standard library's ``http`` package for
+every script in bench/, since running ``python bench/x.py`` puts bench/ on sys.path.)
+
+    python bench/http_load.py [--seconds 8] [--connections 64]
+
+Starts ``fleetkit serve`` (1 worker, uvloop + httptools) in distributed mode against the test
+services (Redis 127.0.0.1:6390, PostgreSQL primary 5440 + replica 5441), registers a user, and
+drives it with ``wrk`` (apt install wrk) on the other core:
+
+* ``/health/live`` — answered from memory by the health middleware (the server's floor);
+* ``/v1/ping`` — a FastAPI route through the whole middleware stack (request id, metrics,
+  sessions without a token, per-IP rate limit: one Redis round trip);
+* ``/v1/me`` — session lookup + per-IP and per-user rate limits + database breaker + a user
+  read on the replica (read-your-writes token) + JSON response.
+
+Target (issue #9): ``/v1/me`` keeps >= 60% of the bare ``/v1/ping`` throughput, measured in the
+same run. Redis round trips per request are read from the server's own ``/metrics`` (coalesced
+pipelines + single commands, per role).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import Report  # noqa: E402
+from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL, free_port, wait_port  # noqa: E402
+
+REDIS_URL = os.environ.get("FLEETKIT_BENCH_REDIS_URL", "redis://127.0.0.1:6390/6")
+
+
+def _wrk(url: str, seconds: float, connections: int, token: str | None) -> dict[str, float]:
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    args = [exe, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        assert m, out
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    return {"rps": rps, "requests": total, "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+            "p50_ms": pct("50"), "p99_ms": pct("99")}
+
+
+def _redis_trips(metrics: str) -> dict[str, float]:
+    """Round trips so far per role: pipelines sent by the coalescer + single commands."""
+    trips: dict[str, float] = {}
+    for line in metrics.splitlines():
+        m = re.match(r'fleetkit_redis_command_seconds_count\{command="([^"]+)",role="([^"]+)"\} '
+                     r'([\d.e+]+)', line)
+        if m:
+            trips[m.group(2)] = trips.get(m.group(2), 0.0) + float(m.group(3))
+    return trips
+
+
+async def _setup(base: str) -> str:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        email = f"bench-{os.getpid()}-{time.time_ns()}@example.com"
+        r = await client.post("/v1/auth/register", json={"email": email, "password": "benchmark-pw"})
+        r.raise_for_status()
+        r = await client.post("/v1/auth/login", json={"email": email, "password": "benchmark-pw"})
+        r.raise_for_status()
+        token: str = r.json()["token"]
+        assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+                ).status_code == 200
+        return token
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=64)
+    ns = parser.parse_args()
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "DATABASE_URL": PG_PRIMARY_URL,
+           "DATABASE_READ_URLS": PG_REPLICA_URL, "RATE_LIMIT_IP": "1000000/second",
+           "RATE_LIMIT_USER": "1000000/second", "LOG_LEVEL": "warning",
+           "SESSION_COOKIE_SECURE": "false", "WEB_CONCURRENCY": "1",
+           "AUDIT_SPOOL_DIR": "/tmp/fleetkit-bench-spool"}
+    fleetkit = str(ROOT / ".venv" / "bin" / "fleetkit")
+    subprocess.run([fleetkit, "migrate"], env=env, check=True, capture_output=True)
+    server = subprocess.Popen([fleetkit, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    report = Report("http", "HTTP requests/s on one server process (uvicorn, 1 worker)")
+    try:
+        wait_port(port, timeout=30)
+        token = asyncio.run(_setup(base))
+        cases = [("bare /v1/ping", "/v1/ping", None),
+                 ("bare /health/live", "/health/live", None),
+                 ("full-stack /v1/me", "/v1/me", token)]
+        results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in cases}
+        trips: dict[str, dict[str, float]] = {}
+        # Two interleaved rounds: the machine is shared, so each label sees the same noise.
+        for _ in range(2):
+            for label, path, auth in cases:
+                before = _redis_trips(httpx.get(base + "/metrics").text)
+                r = _wrk(base + path, ns.seconds / 2, ns.connections, auth)
+                after = _redis_trips(httpx.get(base + "/metrics").text)
+                results[label].append(r)
+                per = trips.setdefault(label, {})
+                for role in after:
+                    per[role] = per.get(role, 0.0) + after[role] - before.get(role, 0.0)
+        for label, _, _ in cases:
+            rounds = results[label]
+            requests = sum(r["requests"] for r in rounds)
+            rps = sum(r["rps"] for r in rounds) / len(rounds)
+            per_request = {role: round(n / requests, 3) for role, n in trips[label].items()}
+            report.add(label, rps, "requests/s",
+                       baseline=None if label == "bare /v1/ping" else "bare /v1/ping",
+                       p50_ms=max(r["p50_ms"] for r in rounds),
+                       p99_ms=max(r["p99_ms"] for r in rounds),
+                       non_2xx=sum(r["non_2xx"] for r in rounds),
+                       socket_errors=sum(r["socket_errors"] for r in rounds),
+                       redis_round_trips_per_request=per_request)
+            print(f"{label:22s} {rps:9,.0f} req/s  p50 {rounds[-1]['p50_ms']:.2f} ms  "
+                  f"p99 {rounds[-1]['p99_ms']:.2f} ms  redis round trips/request {per_request}")
+        full = report.get("full-stack /v1/me")
+        ratio = full.ratio or 0.0
+        report.check("full stack >= 60% of bare /v1/ping", ratio >= 0.6, f"{ratio:.2f}x")
+        bad = sum(m.extra["non_2xx"] + m.extra["socket_errors"] for m in report.measurements)
+        report.check("no failed requests", bad == 0, f"{bad} non-2xx or socket errors")
+        report.info["connections"] = ns.connections
+        report.info["redis_round_trips_per_request"] = full.extra["redis_round_trips_per_request"]
+        report.info["db_reads_per_request"] = 1
+        report.save(chart_unit="requests/s")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
