@@ -38,8 +38,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Report  # noqa: E402
 from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL, free_port, wait_port  # noqa: E402
+
+from bench.harness import Report  # noqa: E402
 
 REDIS_URL = os.environ.get("FLEETKIT_BENCH_REDIS_URL", "redis://127.0.0.1:6390/6")
 
@@ -82,9 +83,10 @@ def _redis_trips(metrics: str) -> dict[str, float]:
 async def _setup(base: str) -> str:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         email = f"bench-{os.getpid()}-{time.time_ns()}@example.com"
-        r = await client.post("/v1/auth/register", json={"email": email, "password": "benchmark-pw"})
+        creds = {"email": email, "password": "benchmark-pw"}
+        r = await client.post("/v1/auth/register", json=creds)
         r.raise_for_status()
-        r = await client.post("/v1/auth/login", json={"email": email, "password": "benchmark-pw"})
+        r = await client.post("/v1/auth/login", json=creds)
         r.raise_for_status()
         token: str = r.json()["token"]
         assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
