@@ -258,6 +258,11 @@ def compute(inputs: Inputs, work: Workload, dep: Deployment, settings: Any) -> d
     # create and a login-policy decision per login, plus one XADD per audit event on main
     # (at a few events/s per process the producer rarely packs more than one per entry).
     ops = {role: rps * inputs.redis_ops_per_request[role] for role in ROLES}
+    # http.json counts round trips (a coalesced pipeline is one), but a Redis shard executes
+    # each script: an authenticated request runs one script per configured policy (ip, user).
+    policies = sum(1 for p in (settings.rate_limit_ip, settings.rate_limit_user)
+                   if parse_policy_list(p))
+    ops["ratelimit"] = rps * max(inputs.redis_ops_per_request["ratelimit"], policies)
     ops["sessions"] += logins
     ops["ratelimit"] += logins
     ops["main"] += audit_events

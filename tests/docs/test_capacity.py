@@ -147,3 +147,14 @@ def test_cli_prints_the_table_and_writes_the_chart(tmp_path: Path,
     (results / "db.json").unlink()
     assert capacity.main(["--results", str(results), "--no-chart"]) == 2
     assert "db.json is missing" in capsys.readouterr().err
+
+
+def test_ratelimit_load_counts_one_script_per_policy(tmp_path: Path) -> None:
+    one_pipeline = {**RESULTS["http"], "info": {**RESULTS["http"]["info"],
+                                                "redis_round_trips_per_request": {
+                                                    "ratelimit": 1, "sessions": 1}}}
+    result = _run(_write(tmp_path / "r", {"http": one_pipeline}), tmp_path / "o")
+    # One round trip carries the ip and user scripts: the shard still runs two.
+    assert result["redis"]["ratelimit"]["ops_per_s"] == pytest.approx(
+        2 * 100_000 + result["app"]["logins_per_s"])
+    assert result["redis"]["main"]["ops_per_s"] == pytest.approx(result["audit"]["events_per_s"])
