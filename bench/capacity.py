@@ -502,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=None, help="default: the results dir")
     parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--update-doc", type=Path, default=None,
+                        help="replace the model output between the capacity markers of this "
+                             "Markdown file (docs/capacity.md)")
     a = parser.parse_args(argv)
     if not 0 < a.headroom <= 1 or not 0 <= a.write_share <= 1:
         parser.error("--headroom must be in (0, 1] and --write-share in [0, 1]")
@@ -519,7 +522,27 @@ def main(argv: list[str] | None = None) -> int:
     print(result["table"])
     print(f"wrote {(a.out or a.results) / 'capacity.json'}"
           + ("" if a.no_chart else " and capacity.png"))
+    if a.update_doc is not None:
+        update_doc(a.update_doc, result, a.results)
+        print(f"updated {a.update_doc}")
     return 0
+
+
+BEGIN, END = "<!-- capacity:begin -->", "<!-- capacity:end -->"
+
+
+def update_doc(path: Path, result: dict[str, Any], results: Path) -> None:
+    """Put the table (with its date and the inputs' dates) between the markers of ``path``."""
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} markers")
+    dates = ", ".join(f"{k} {v}" for k, v in sorted(result["input_times"].items()))
+    block = (f"{BEGIN}\nRun on {result['time']} on the 2-core development machine, from the "
+             f"results present then ({dates}):\n\n```text\n{result['table']}\n```\n\n"
+             f"![capacity chart](../bench/results/capacity.png)\n{END}")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(head + block + tail, encoding="utf-8")
 
 
 if __name__ == "__main__":

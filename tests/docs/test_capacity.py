@@ -158,3 +158,15 @@ def test_ratelimit_load_counts_one_script_per_policy(tmp_path: Path) -> None:
     assert result["redis"]["ratelimit"]["ops_per_s"] == pytest.approx(
         2 * 100_000 + result["app"]["logins_per_s"])
     assert result["redis"]["main"]["ops_per_s"] == pytest.approx(result["audit"]["events_per_s"])
+
+
+def test_update_doc_replaces_only_the_marked_block(tmp_path: Path) -> None:
+    results = _write(tmp_path / "r")
+    doc = tmp_path / "capacity.md"
+    doc.write_text("intro\n<!-- capacity:begin -->\nold\n<!-- capacity:end -->\noutro\n")
+    assert capacity.main(["--results", str(results), "--out", str(tmp_path / "o"),
+                          "--no-chart", "--update-doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- capacity:begin -->\nRun on ")
+    assert "old" not in text and text.endswith("<!-- capacity:end -->\noutro\n")
+    assert "36 pods x 4 processes" in text and "http.json 2026-01-01T00:00:00Z" in text
