@@ -73,10 +73,11 @@ def _redis_trips(metrics: str) -> dict[str, float]:
     """Round trips so far per role: pipelines sent by the coalescer + single commands."""
     trips: dict[str, float] = {}
     for line in metrics.splitlines():
-        m = re.match(r'fleetkit_redis_command_seconds_count\{command="([^"]+)",role="([^"]+)"\} '
-                     r'([\d.e+]+)', line)
+        m = re.match(r'fleetkit_redis_command_seconds_count\{(.*)\} ([\d.e+]+)$', line)
         if m:
-            trips[m.group(2)] = trips.get(m.group(2), 0.0) + float(m.group(3))
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            role = labels.get("role", "?")
+            trips[role] = trips.get(role, 0.0) + float(m.group(2))
     return trips
 
 
