@@ -24,3 +24,15 @@ async def test_revoke_id_cannot_reach_another_users_session(make_store: StoreFac
     assert not await store.revoke_id("attacker", theirs.id)
     assert not await store.revoke_id("attacker", "not a valid id!")
     assert (await store.get(theirs.token)) is not None
+
+
+async def test_evict_oldest_within_one_millisecond(make_store: StoreFactory) -> None:
+    # Sessions created back to back share a millisecond; the first must still be the evicted one.
+    for _ in range(5):
+        store = make_store(max_per_user=2)
+        first = await store.create("u-ms")
+        second = await store.create("u-ms")
+        third = await store.create("u-ms")
+        assert await store.get(first.token) is None
+        assert {i.id for i in await store.list("u-ms")} == {second.id, third.id}
+        await store.revoke_all("u-ms")

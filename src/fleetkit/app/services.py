@@ -13,6 +13,7 @@ from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
 from fleetkit.db import Database, migrate
+from fleetkit.errors import BackendUnavailable
 from fleetkit.health import ComponentStatus
 from fleetkit.health.checks import add_redis_checks, component_check
 from fleetkit.health.registry import HealthRegistry
@@ -83,7 +84,11 @@ class Services:
         health = HealthRegistry(interval=settings.health_interval, deadline=settings.health_timeout)
         services = cls(
             settings=settings, redis=redis, db=db, limiter=limiter, breakers=breakers,
-            db_breaker=breakers.get("database"), sessions=sessions, audit=audit, monitor=monitor,
+            # Only an unreachable database counts against the breaker: a constraint violation
+            # or a bad query is the request's problem, not the dependency's.
+            db_breaker=breakers.get("database", record_exceptions=(BackendUnavailable,
+                                                                   TimeoutError, OSError)),
+            sessions=sessions, audit=audit, monitor=monitor,
             health=health, login_limits=parse_limits(settings.rate_limit_login),
         )
         services._register_checks()

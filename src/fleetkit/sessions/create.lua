@@ -36,7 +36,14 @@ for i = 11, #ARGV do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], math.min(idle, abs))
-redis.call('ZADD', KEYS[2], now, ARGV[2])
+-- The score orders eviction: strictly after the newest entry, so sessions created in the same
+-- millisecond still evict oldest-first (a tie would fall back to comparing random sids).
+local score = now
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) >= score then
+  score = tonumber(newest[2]) + 1
+end
+redis.call('ZADD', KEYS[2], score, ARGV[2])
 -- The index outlives every member: no session lives longer than abs_ms.
 if redis.call('PTTL', KEYS[2]) < abs then
   redis.call('PEXPIRE', KEYS[2], abs)

@@ -142,7 +142,8 @@ class MemoryBackend:
         if index is None:
             index = {}
             ks.put(keys[1], index, abs_)
-        index[argv[1]] = now
+        # Same as create.lua: strictly after the newest entry, so eviction is oldest-first.
+        index[argv[1]] = max([now, *(score + 1 for score in index.values())])
         if ks.pttl(keys[1]) < abs_:
             ks.pexpire(keys[1], abs_)
         return [1, now, evicted, pruned]
