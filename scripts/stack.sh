@@ -302,8 +302,18 @@ cmd_up() {
 # 200. A health request that times out changes nothing (a busy instance is not a dead one), and
 # when no instance is ready all stay listed (failing open beats answering 502 to everything).
 cmd_upstreams() {
-    local conf=$DIR/nginx/fleetkit/upstream.conf current="" down port status i
+    local conf=$DIR/nginx/fleetkit/upstream.conf current down port status i line lines
     while :; do
+        # What Nginx was last given (the file, not memory: `up` rewrites it when it restarts
+        # Nginx).
+        current=""
+        mapfile -t lines <"$conf"
+        for line in "${lines[@]}"; do
+            if [[ $line =~ ^server\ 127\.0\.0\.1:([0-9]+)\ down ]]; then
+                current+=" ${BASH_REMATCH[1]}"
+            fi
+        done
+        current=${current# }
         down=""
         for i in 0 1 2; do
             port=${APP_PORTS[i]}
@@ -316,12 +326,10 @@ cmd_upstreams() {
         done
         down=${down# }
         [ "$down" = "${APP_PORTS[*]}" ] && down=""
-        if [ "$down" != "$current" ]; then
+        if [ "$down" != "$current" ] && running_pid nginx >/dev/null; then
             render_upstream "$down" >"$conf.tmp" && mv "$conf.tmp" "$conf"
-            if "$NGINX_BIN" -q -e stderr -p "$DIR/nginx/" -c "$DIR/nginx/nginx.conf" -s reload; then
+            "$NGINX_BIN" -q -e stderr -p "$DIR/nginx/" -c "$DIR/nginx/nginx.conf" -s reload &&
                 log "nginx upstream: down=[${down}]"
-                current=$down
-            fi
         fi
         sleep 0.2
     done
