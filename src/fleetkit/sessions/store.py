@@ -94,12 +94,12 @@ class RedisBackend:
 
     def __init__(self, client: Any, coalescer: Coalescer | None = None) -> None:
         self.client = client
-        self.coalescer = coalescer
+        # Always coalesce: concurrent operations share a few connections and round trips
+        # instead of opening one connection each (a login burst would otherwise open dozens).
+        self.coalescer = coalescer or Coalescer(client)
 
     async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        if self.coalescer is not None:
-            return await self.coalescer.run(script, keys, args)
-        return await script(self.client, keys, args)
+        return await self.coalescer.run(script, keys, args)
 
 
 @dataclass(slots=True)
