@@ -130,3 +130,20 @@ async def test_wrong_password_and_duplicate_email(tmp_path: Path,
     assert r.status_code == 401
     r = await client.post("/v1/auth/register", json={"email": email, "password": "another-pw1"})
     assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_metrics_and_health_endpoints(tmp_path: Path, app_factory: AppFactory) -> None:
+    _, client = await app_factory(embedded_env(tmp_path, HEALTH_SHOW_DETAILS="true"))
+    await client.get("/v1/ping")
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "fleetkit_http_requests_total" in metrics.text
+    assert 'route="/v1/ping"' in metrics.text
+    for path in ("/health", "/health/ready", "/health/live"):
+        r = await client.get(path)
+        assert r.status_code == 200, (path, r.text)
+        assert r.headers["content-type"].startswith("application/health+json")
+        assert r.json()["status"] in ("pass", "warn")
+    checks = (await client.get("/health")).json()["checks"]
+    assert {"postgres:status", "ratelimit:status", "sessions:status", "audit:status"} <= set(checks)
+    assert "x-request-id" in metrics.headers

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.routing import Mount
+from starlette.routing import Route
 from starlette.types import Scope
 
 from fleetkit.app.admin import router as admin_router
@@ -75,8 +75,9 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True) -> F
         description="Accounts, sessions, items and audit trail on a fleet sharing Redis and "
                     "PostgreSQL.",
         lifespan=lifespan,
-        routes=[Mount("/metrics", app=MetricsApp(
-            multiproc_dir=settings.prometheus_multiproc_dir))],
+        # A Route (not a Mount): Mount would redirect /metrics to /metrics/.
+        routes=[Route("/metrics", MetricsApp(multiproc_dir=settings.prometheus_multiproc_dir),
+                      methods=["GET", "HEAD"], include_in_schema=False)],
     )
     app.state.services = services
     app.state.settings = settings
