@@ -27,6 +27,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     workers = args.workers or settings.web_concurrency
     mode = "embedded" if settings.embedded else "distributed"
+    if workers > 1:
+        # Several processes: prometheus_client must write per-process files that /metrics
+        # aggregates. It reads PROMETHEUS_MULTIPROC_DIR itself, at import, in each worker.
+        import os
+        import tempfile
+        from pathlib import Path
+
+        from fleetkit.observability.metrics import prepare_multiproc_dir
+
+        path = settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(prefix="fleetkit-prom-"))
+        prepare_multiproc_dir(path)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     print(f"fleetkit serve: {mode} mode on http://{args.host or settings.host}:"
           f"{args.port or settings.port} with {workers} worker(s)", file=sys.stderr)
     uvicorn.run(

@@ -1,0 +1,45 @@
+"""`fleetkit serve` as a real process: several workers, metrics aggregated across them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support import free_port, wait_port
+
+
+def test_serve_with_two_workers_aggregates_metrics(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/app.db",
+           "AUDIT_SPOOL_DIR": str(tmp_path / "spool"), "LOG_LEVEL": "warning",
+           "RATE_LIMIT_IP": "100000/second", "HEALTH_SHOW_DETAILS": "true"}
+    for key in ("REDIS_URL", "DATABASE_READ_URLS", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(key, None)
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fleetkit.cli", "serve", "--port",
+                                 str(port), "--workers", "2"], env=env, cwd=tmp_path,
+                                stdout=log, stderr=log)
+        try:
+            wait_port(port, timeout=60)
+            base = f"http://127.0.0.1:{port}"
+            pids = set()
+            for _ in range(40):
+                # A new connection each time so both workers get requests.
+                with httpx.Client(base_url=base, timeout=10) as client:
+                    assert client.get("/v1/ping").status_code == 200
+                    health = client.get("/health/live").json()
+                    pids.add(health.get("serviceId"))
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            counts = [float(m) for m in re.findall(
+                r'fleetkit_http_requests_total\{[^}]*route="/v1/ping"[^}]*\} ([\d.e+]+)', text)]
+            assert sum(counts) == 40, text[:2000]
+            assert len(pids) == 2, pids  # both workers answered, and /metrics summed them
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    assert proc.returncode == 0
