@@ -372,7 +372,8 @@ async def cycle(client: httpx.AsyncClient, log: LoadLog) -> None:
             return None
         log.responses += 1
         if r.status_code >= 300:
-            log.failures.append((hdrs["X-Request-ID"], f"{path}: {r.status_code} {r.text[:200]}"))
+            detail = " ".join(r.text.split())[:120]
+            log.failures.append((hdrs["X-Request-ID"], f"{path}: {r.status_code} {detail}"))
             return None
         return r
 
