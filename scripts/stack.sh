@@ -344,8 +344,8 @@ cmd_down() {
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$name:$pid")
         fi
-        # Traffic stops before the apps drain, and Redis outlives every producer.
-        if [ "$name" = nginx ] || [ "$name" = audit-worker ] || [ "$name" = prometheus ]; then
+        # Traffic stops before the apps drain, the worker drains after them, Redis goes last.
+        if [[ $name =~ ^(nginx|app-3|audit-worker|prometheus)$ ]]; then
             wait_gone 30 "${pids[@]}"
             pids=()
         fi
