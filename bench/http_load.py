@@ -69,6 +69,21 @@ def _wrk(url: str, seconds: float, connections: int, token: str | None) -> dict[
             "p50_ms": pct("50"), "p99_ms": pct("99")}
 
 
+def _server_commands() -> int:
+    """Scripts the Redis server has run so far (EVALSHA + EVAL calls, all clients): each is one
+    atomic operation (session get, rate-limit decision...); the commands inside scripts are
+    not counted."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        stats = client.info("commandstats")
+        return sum(int(stats.get(name, {}).get("calls", 0))
+                   for name in ("cmdstat_evalsha", "cmdstat_eval"))
+    finally:
+        client.close()
+
+
 def _redis_trips(metrics: str) -> dict[str, float]:
     """Round trips so far per role: pipelines sent by the coalescer + single commands."""
     trips: dict[str, float] = {}
@@ -125,7 +140,9 @@ def main() -> int:
         for _ in range(2):
             for label, path, auth in cases:
                 before = _redis_trips(httpx.get(base + "/metrics").text)
+                cmds_before = _server_commands()
                 r = _wrk(base + path, ns.seconds / 2, ns.connections, auth)
+                r["redis_commands"] = _server_commands() - cmds_before
                 after = _redis_trips(httpx.get(base + "/metrics").text)
                 results[label].append(r)
                 per = trips.setdefault(label, {})
@@ -136,15 +153,18 @@ def main() -> int:
             requests = sum(r["requests"] for r in rounds)
             rps = sum(r["rps"] for r in rounds) / len(rounds)
             per_request = {role: round(n / requests, 3) for role, n in trips[label].items()}
+            commands = round(sum(r["redis_commands"] for r in rounds) / requests, 2)
             report.add(label, rps, "requests/s",
                        baseline=None if label == "bare /v1/ping" else "bare /v1/ping",
                        p50_ms=max(r["p50_ms"] for r in rounds),
                        p99_ms=max(r["p99_ms"] for r in rounds),
                        non_2xx=sum(r["non_2xx"] for r in rounds),
                        socket_errors=sum(r["socket_errors"] for r in rounds),
-                       redis_round_trips_per_request=per_request)
+                       redis_round_trips_per_request=per_request,
+                       redis_scripts_per_request=commands)
             print(f"{label:22s} {rps:9,.0f} req/s  p50 {rounds[-1]['p50_ms']:.2f} ms  "
-                  f"p99 {rounds[-1]['p99_ms']:.2f} ms  redis round trips/request {per_request}")
+                  f"p99 {rounds[-1]['p99_ms']:.2f} ms  redis round trips/request {per_request}  "
+                  f"redis scripts/request {commands}")
         full = report.get("full-stack /v1/me")
         ratio = full.ratio or 0.0
         report.check("full stack >= 60% of bare /v1/ping", ratio >= 0.6, f"{ratio:.2f}x")
@@ -152,6 +172,7 @@ def main() -> int:
         report.check("no failed requests", bad == 0, f"{bad} non-2xx or socket errors")
         report.info["connections"] = ns.connections
         report.info["redis_round_trips_per_request"] = full.extra["redis_round_trips_per_request"]
+        report.info["redis_scripts_per_request"] = full.extra["redis_scripts_per_request"]
         report.info["db_reads_per_request"] = 1
         report.save(chart_unit="requests/s")
     finally:
