@@ -113,6 +113,10 @@ class Results:
             self.missing[key] = str(exc)
             return None
 
+    def info_keys(self, name: str) -> set[str]:
+        """Top-level ``info`` fields of ``name``.json."""
+        return set(self.data(name).get("info", {}))
+
     def info(self, key: str, name: str, path: str) -> Any:
         """``info[path]`` of ``name``.json (dotted path), required."""
         node: Any = self.data(name).get("info", {})
@@ -149,10 +153,15 @@ class Inputs:
     @classmethod
     def load(cls, directory: Path, *, algorithm: str) -> Inputs:
         r = Results(directory)
-        trips = r.info("Redis operations per request", "http", "redis_round_trips_per_request")
+        # Operations (scripts/commands executed, a coalesced pipeline of N counts N) load a
+        # shard; round trips (older results files) undercount them, so they are the fallback.
+        key = ("redis_operations_per_request"
+               if "redis_operations_per_request" in r.info_keys("http")
+               else "redis_round_trips_per_request")
+        trips = r.info("Redis operations per request", "http", key)
         if not isinstance(trips, dict) or not trips:
-            raise MissingInput(f"{directory / 'http.json'}: info.redis_round_trips_per_request "
-                               "must map role -> round trips per request")
+            raise MissingInput(f"{directory / 'http.json'}: info.{key} "
+                               "must map role -> operations per request")
         per_role = {role: float(trips.get(role, 0.0)) for role in ROLES}
         db_rate = r.value("PostgreSQL reads/s per replica", "db", unit=r"^reads/s$",
                           label=r"^db\.read\(\) x\d+$")
@@ -258,8 +267,8 @@ def compute(inputs: Inputs, work: Workload, dep: Deployment, settings: Any) -> d
     # create and a login-policy decision per login, plus one XADD per audit event on main
     # (at a few events/s per process the producer rarely packs more than one per entry).
     ops = {role: rps * inputs.redis_ops_per_request[role] for role in ROLES}
-    # http.json counts round trips (a coalesced pipeline is one), but a Redis shard executes
-    # each script: an authenticated request runs one script per configured policy (ip, user).
+    # A Redis shard executes each script: an authenticated request runs one script per
+    # configured policy (ip, user), whatever older results files (round trips) say.
     policies = sum(1 for p in (settings.rate_limit_ip, settings.rate_limit_user)
                    if parse_policy_list(p))
     ops["ratelimit"] = rps * max(inputs.redis_ops_per_request["ratelimit"], policies)

@@ -84,16 +84,25 @@ def _server_commands() -> int:
         client.close()
 
 
-def _redis_trips(metrics: str) -> dict[str, float]:
-    """Round trips so far per role: pipelines sent by the coalescer + single commands."""
-    trips: dict[str, float] = {}
+def _redis_counts(metrics: str) -> dict[str, dict[str, float]]:
+    """Per role so far: round trips (pipelines + single commands) and operations (commands sent,
+    a coalesced pipeline of N counts N) from the server's own /metrics."""
+    counts: dict[str, dict[str, float]] = {}
     for line in metrics.splitlines():
-        m = re.match(r'fleetkit_redis_command_seconds_count\{(.*)\} ([\d.e+]+)$', line)
-        if m:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            role = labels.get("role", "?")
-            trips[role] = trips.get(role, 0.0) + float(m.group(2))
-    return trips
+        m = re.match(r'(fleetkit_redis_command_seconds_count|fleetkit_redis_pipeline_commands_sum)'
+                     r'\{(.*)\} ([\d.e+]+)$', line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        role = counts.setdefault(labels.get("role", "?"), {"trips": 0.0, "ops": 0.0})
+        value = float(m.group(3))
+        if m.group(1).endswith("_sum"):
+            role["ops"] += value  # commands carried by pipelines
+        else:
+            role["trips"] += value  # every round trip, pipelines included
+            if labels.get("command") != "PIPELINE":
+                role["ops"] += value  # a single command is one operation
+    return counts
 
 
 async def _setup(base: str) -> str:
@@ -118,7 +127,11 @@ def main() -> int:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "REDIS_URL": REDIS_URL, "DATABASE_URL": PG_PRIMARY_URL,
+    # Three role URLs (three databases of one server): each role gets its own client, so the
+    # per-role round trips and operations below are attributed as in a 3-Redis deployment.
+    role_base = REDIS_URL.rsplit("/", 1)[0]
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_RATE_LIMIT_URL": f"{role_base}/7",
+           "REDIS_SESSION_URL": f"{role_base}/8", "DATABASE_URL": PG_PRIMARY_URL,
            "DATABASE_READ_URLS": PG_REPLICA_URL, "RATE_LIMIT_IP": "1000000/second",
            "RATE_LIMIT_USER": "1000000/second", "LOG_LEVEL": "warning",
            "SESSION_COOKIE_SECURE": "false", "WEB_CONCURRENCY": "1",
@@ -139,20 +152,26 @@ def main() -> int:
         # Two interleaved rounds: the machine is shared, so each label sees the same noise.
         for _ in range(2):
             for label, path, auth in cases:
-                before = _redis_trips(httpx.get(base + "/metrics").text)
+                before = _redis_counts(httpx.get(base + "/metrics").text)
                 cmds_before = _server_commands()
                 r = _wrk(base + path, ns.seconds / 2, ns.connections, auth)
                 r["redis_commands"] = _server_commands() - cmds_before
-                after = _redis_trips(httpx.get(base + "/metrics").text)
+                after = _redis_counts(httpx.get(base + "/metrics").text)
                 results[label].append(r)
                 per = trips.setdefault(label, {})
-                for role in after:
-                    per[role] = per.get(role, 0.0) + after[role] - before.get(role, 0.0)
+                for role, now in after.items():
+                    was = before.get(role, {"trips": 0.0, "ops": 0.0})
+                    for kind in ("trips", "ops"):
+                        per[f"{kind}:{role}"] = (per.get(f"{kind}:{role}", 0.0)
+                                                 + now[kind] - was[kind])
         for label, _, _ in cases:
             rounds = results[label]
             requests = sum(r["requests"] for r in rounds)
             rps = sum(r["rps"] for r in rounds) / len(rounds)
-            per_request = {role: round(n / requests, 3) for role, n in trips[label].items()}
+            per_request = {key.split(":", 1)[1]: round(n / requests, 3)
+                           for key, n in trips[label].items() if key.startswith("trips:")}
+            ops_per_request = {key.split(":", 1)[1]: round(n / requests, 3)
+                               for key, n in trips[label].items() if key.startswith("ops:")}
             commands = round(sum(r["redis_commands"] for r in rounds) / requests, 2)
             report.add(label, rps, "requests/s",
                        baseline=None if label == "bare /v1/ping" else "bare /v1/ping",
@@ -161,9 +180,11 @@ def main() -> int:
                        non_2xx=sum(r["non_2xx"] for r in rounds),
                        socket_errors=sum(r["socket_errors"] for r in rounds),
                        redis_round_trips_per_request=per_request,
+                       redis_operations_per_request=ops_per_request,
                        redis_scripts_per_request=commands)
             print(f"{label:22s} {rps:9,.0f} req/s  p50 {rounds[-1]['p50_ms']:.2f} ms  "
                   f"p99 {rounds[-1]['p99_ms']:.2f} ms  redis round trips/request {per_request}  "
+                  f"operations/request {ops_per_request}  "
                   f"redis scripts/request {commands}")
         full = report.get("full-stack /v1/me")
         ratio = full.ratio or 0.0
@@ -173,6 +194,7 @@ def main() -> int:
         report.info["connections"] = ns.connections
         report.info["redis_round_trips_per_request"] = full.extra["redis_round_trips_per_request"]
         report.info["redis_scripts_per_request"] = full.extra["redis_scripts_per_request"]
+        report.info["redis_operations_per_request"] = full.extra["redis_operations_per_request"]
         report.info["db_reads_per_request"] = 1
         report.save(chart_unit="requests/s")
     finally:
