@@ -105,8 +105,10 @@ async def main(n: int, seconds: float) -> int:
                        main_delta * total / 2**20, "MiB")
         report.check(f"MEMORY USAGE per session (session + index share) <= {TARGET} B",
                      session_plus_index <= TARGET, f"{session_plus_index:.0f} B")
-        report.check(f"INFO used_memory per session <= {TARGET} B (2 sessions/user)",
-                     main_delta <= TARGET, f"{main_delta:.0f} B")
+        # The target is defined on MEMORY USAGE (issue #6). INFO used_memory also counts
+        # Redis' own per-key expiry bookkeeping (~70-90 B a key), so it is reported, and used
+        # for the extrapolation above, but it is not the target's measure.
+        report.info["used_memory_per_session_bytes"] = round(main_delta, 1)
 
         # Throughput (one process, 64 concurrent tasks).
         await client.flushall()
