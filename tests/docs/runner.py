@@ -78,7 +78,9 @@ async def run_block(block: Block, namespace: dict[str, Any]) -> None:
 
 async def close_leftovers(namespace: dict[str, Any]) -> None:
     """Safety net: close anything the page left open (clients, limiters...)."""
-    for value in list(namespace.values()):
+    # Newest first: a component (limiter, store) is closed before the client it uses, so its
+    # own shutdown commands do not reopen a connection on an already closed client.
+    for value in reversed(list(namespace.values())):
         closer = getattr(value, "aclose", None)
         if closer is None or inspect.isclass(value) or inspect.ismodule(value):
             continue
