@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     session_regions: CommaList = Field(
         default_factory=list, description="Other regions: 'name=redis://...' items."
     )
+    session_foreign_tokens: Literal["route", "reject"] = Field(
+        "route", description="A token from another region: resolve it there, or reject it."
+    )
     session_monitor_interval: float = Field(30.0, gt=0)
 
     # --- circuit breaker --------------------------------------------------------------------

@@ -147,3 +147,21 @@ async def test_metrics_and_health_endpoints(tmp_path: Path, app_factory: AppFact
     checks = (await client.get("/health")).json()["checks"]
     assert {"postgres:status", "ratelimit:status", "sessions:status", "audit:status"} <= set(checks)
     assert "x-request-id" in metrics.headers
+
+
+async def test_foreign_region_tokens_are_routed_home_or_rejected(
+        tmp_path: Path, app_factory: AppFactory) -> None:
+    home_sessions = "redis://127.0.0.1:6390/10"  # not APP_REDIS_URL: app_factory flushes that
+    _, eu = await app_factory(distributed_env(tmp_path, REGION="eu-west",
+                                              REDIS_SESSION_URL=home_sessions))
+    token, _ = await register_and_login(eu)
+    assert token.startswith("eu-west.")
+    # An instance in another region, with its own session Redis, knows where eu-west lives.
+    env_us = distributed_env(tmp_path, REGION="us-east",
+                             REDIS_SESSION_URL="redis://127.0.0.1:6390/14",
+                             SESSION_REGIONS=f"eu-west={home_sessions}")
+    _, us = await app_factory(env_us)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await us.get("/v1/me", headers=auth)).status_code == 200
+    _, strict = await app_factory({**env_us, "SESSION_FOREIGN_TOKENS": "reject"})
+    assert (await strict.get("/v1/me", headers=auth)).status_code == 401

@@ -19,7 +19,7 @@ from fleetkit.health.checks import add_redis_checks, component_check
 from fleetkit.health.registry import HealthRegistry
 from fleetkit.monitor import SessionMonitor
 from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
-from fleetkit.redis import RedisClients
+from fleetkit.redis import AnyRedis, RedisClients, create_client
 from fleetkit.sessions import SessionStore, parse_region_urls
 
 __all__ = ["Services"]
@@ -42,6 +42,7 @@ class Services:
     monitor: SessionMonitor
     health: HealthRegistry
     login_limits: tuple[Limit, ...] = field(default=())
+    region_clients: list[AnyRedis] = field(default_factory=list)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -61,14 +62,17 @@ class Services:
             wait_open_seconds=settings.breaker_wait_open_seconds,
             half_open_permits=settings.breaker_half_open_permits,
         )
-        regions = {}
-        if settings.session_regions:
-            regions = dict(parse_region_urls(settings.session_regions))
+        # Other regions' session Redis: foreign tokens are resolved in their home region.
+        regions: dict[str, AnyRedis] = {
+            name: create_client(url, role=f"sessions-{name}", options=redis.options)
+            for name, url in parse_region_urls(settings.session_regions).items()
+        }
         sessions = SessionStore(
             redis=redis.sessions, coalescer=redis.coalescer("sessions"),
             idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
             max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
             region=settings.region, regions=regions,
+            foreign_tokens=settings.session_foreign_tokens,
         )
         spool = Path(settings.audit_spool_dir)
         # Embedded mode keeps audit rows in the app's own SQLite file, so GET /v1/audit reads
@@ -90,6 +94,7 @@ class Services:
                                                                    TimeoutError, OSError)),
             sessions=sessions, audit=audit, monitor=monitor,
             health=health, login_limits=parse_limits(settings.rate_limit_login),
+            region_clients=list(regions.values()),
         )
         services._register_checks()
         return services
@@ -137,8 +142,10 @@ class Services:
 
     async def aclose(self) -> None:
         """Stop in dependency order: health first (readiness already 503), audit flushed last."""
-        for step in (self.health.aclose, self.monitor.stop, self.breakers.aclose,
-                     self.limiter.aclose, self.audit.aclose, self.db.aclose, self.redis.aclose):
+        steps = [self.health.aclose, self.monitor.stop, self.breakers.aclose,
+                 self.limiter.aclose, self.audit.aclose, self.db.aclose, self.redis.aclose,
+                 *(client.aclose for client in self.region_clients)]
+        for step in steps:
             try:
                 await step()
             except Exception:

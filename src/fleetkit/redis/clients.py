@@ -39,8 +39,11 @@ class RedisClients:
     ``clients.ratelimit`` / ``clients.sessions`` to components as ``redis=``.
     """
 
-    def __init__(self, clients: dict[Role, AnyRedis | None]) -> None:
+    def __init__(self, clients: dict[Role, AnyRedis | None], *,
+                 options: ClientOptions | None = None) -> None:
         self._clients = {role: clients.get(role) for role in ROLES}
+        #: The connection options the role clients were made with (reused for extra clients).
+        self.options = options or ClientOptions()
         self._coalescers: dict[int, Coalescer] = {}
 
     @classmethod
@@ -55,7 +58,7 @@ class RedisClients:
 
                 raise ConfigError("REDIS_URL must be set when REDIS_RATE_LIMIT_URL or "
                                   "REDIS_SESSION_URL is set")
-            return cls({})
+            return cls({}, options=options)
         clients: dict[Role, AnyRedis | None] = {"main": create_client(main, role="main",
                                                                        options=options)}
         for role, url in (("ratelimit", ratelimit), ("sessions", sessions)):
@@ -65,7 +68,7 @@ class RedisClients:
                 clients[role] = clients["main"]  # type: ignore[index]
         for client in {id(c): c for c in clients.values() if c is not None}.values():
             POOLS.clients.add(client)
-        return cls(clients)
+        return cls(clients, options=options)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisClients:
