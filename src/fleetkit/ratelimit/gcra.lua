@@ -2,28 +2,9 @@
 -- limits of one request at once, all-or-nothing. Microseconds: the emission interval of
 -- 1000/second is 1000 us. The interval is floor(window/amount); the burst is exactly amount.
 -- KEYS[i]: one string per limit (TAT in us).
--- ARGV[1]: 'cost dry now_us window_ms amount [window_ms amount ...]', one pair per key;
---          dry '1' = peek (no write); now_us '-' = Redis TIME (a number only in tests).
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
--- One packed argument keeps the command short: client-side encoding is per argument.
-local c, d, t, w1, a1, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+) (%d+) (%d+)(.*)$')
-local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
-local now
-if fixed then
-  now = tonumber(t)
-else
-  local tm = redis.call('TIME')
-  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-end
-local lim = {{tonumber(w1), tonumber(a1)}}
-if rest ~= '' then  -- gmatch costs a closure: only for requests with several limits
-  for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
-    lim[#lim + 1] = {tonumber(w), tonumber(a)}
-  end
-end
-local n = #KEYS
-local st = {}
-local allowed = 1
+-- (prologue.lua, prepended at load time, parses ARGV into cost, dry, now_us, lim, n.)
+local now = now_us
 for i = 1, n do
   local amount = lim[i][2]
   local inc = math.max(1, math.floor(lim[i][1] * 1000 / amount))

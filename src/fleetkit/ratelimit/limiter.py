@@ -16,6 +16,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 from fleetkit.health import ComponentStatus
@@ -29,8 +30,12 @@ __all__ = ["Algorithm", "Decision", "FailureMode", "LimitState", "RateLimiter"]
 Algorithm = Literal["sliding_window", "sliding_log", "gcra"]
 FailureMode = Literal["local", "open", "closed"]
 
+_PROLOGUE = resources.files("fleetkit.ratelimit").joinpath("prologue.lua").read_text("utf-8")
+# Each algorithm's script is the shared argument-parsing prologue followed by its body.
 SCRIPTS: dict[str, Script] = {
-    name: Script.from_package("fleetkit.ratelimit", f"{name}.lua") for name in ALGORITHMS
+    name: Script(_PROLOGUE + resources.files("fleetkit.ratelimit").joinpath(f"{name}.lua")
+                 .read_text("utf-8"), name=name)
+    for name in ALGORITHMS
 }
 HEARTBEAT = Script.from_package("fleetkit.ratelimit", "heartbeat.lua")
 _TAGS = {"sliding_window": "sw", "sliding_log": "sl", "gcra": "gc"}

@@ -1,29 +1,9 @@
 -- Weighted two-window counter for every limit of one request, all-or-nothing.
 -- KEYS[i]: one string per limit, 'window_index current_count previous_count'.
--- ARGV[1]: 'cost dry now_us window_ms amount [window_ms amount ...]', one pair per key;
---          dry '1' = peek (no write); now_us '-' = Redis TIME (a number only in tests).
 -- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- Integer arithmetic only (usage scaled by the window), so the Python twin agrees exactly.
--- One packed argument keeps the command short: client-side encoding is per argument.
-local c, d, t, w1, a1, rest = string.match(ARGV[1], '^(%d+) (%d) (%S+) (%d+) (%d+)(.*)$')
-local cost, dry, fixed = tonumber(c), d == '1', t ~= '-'
-local now_us
-if fixed then
-  now_us = tonumber(t)
-else
-  local tm = redis.call('TIME')
-  now_us = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-end
+-- (prologue.lua, prepended at load time, parses ARGV into cost, dry, now_us, lim, n.)
 local now = math.floor(now_us / 1000)
-local lim = {{tonumber(w1), tonumber(a1)}}
-if rest ~= '' then  -- gmatch costs a closure: only for requests with several limits
-  for w, a in string.gmatch(rest, ' (%d+) (%d+)') do
-    lim[#lim + 1] = {tonumber(w), tonumber(a)}
-  end
-end
-local n = #KEYS
-local st = {}
-local allowed = 1
 for i = 1, n do
   local w = lim[i][1]
   local amount = lim[i][2]
