@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from fleetkit.redis import create_client
 from tests.support import REDIS_CLUSTER_URL, REDIS_URL, RedisServer
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect garbage after each test, so an unclosed client fails the test that leaked it
+    (warnings are errors) instead of whichever test the collector happens to run in."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
