@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ class Services:
     health: HealthRegistry
     login_limits: tuple[Limit, ...] = field(default=())
     region_clients: list[AnyRedis] = field(default_factory=list)
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
