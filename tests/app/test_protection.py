@@ -118,3 +118,17 @@ async def test_audit_trail_embedded(tmp_path: Path, app_factory: AppFactory) -> 
     assert all(e["actor"] == uid for e in events)
     r = await client.get("/v1/audit?actor=someone-else", headers=auth)
     assert r.status_code == 403
+
+
+async def test_per_user_limit_follows_the_session(tmp_path: Path,
+                                                  app_factory: AppFactory) -> None:
+    _, client = await app_factory(distributed_env(tmp_path, RATE_LIMIT_USER="3/minute"))
+    first, _ = await register_and_login(client)
+    second, _ = await register_and_login(client)
+    codes = [(await client.get("/v1/me", headers={"Authorization": f"Bearer {first}"})
+              ).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    # Another user from the same address has a quota of its own.
+    other = await client.get("/v1/me", headers={"Authorization": f"Bearer {second}"})
+    assert other.status_code == 200
+    assert "user" in other.headers["ratelimit-policy"]

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.routing import Route
-from starlette.types import Scope
 
 from fleetkit.app.admin import router as admin_router
 from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
@@ -33,17 +32,12 @@ from fleetkit.observability import (
     RequestIdMiddleware,
     configure_logging,
 )
-from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key
+from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key, user_key
 from fleetkit.sessions import SessionMiddleware
 
 __all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("fleetkit.app")
-
-
-def _user_key(scope: Scope) -> str | None:
-    session = (scope.get("state") or {}).get("session")
-    return f"user:{session.user_id}" if session is not None else None
 
 
 def create_app(settings: Settings, *, install_signal_handlers: bool = True) -> FastAPI:
@@ -88,7 +82,7 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True) -> F
     trusted = list(settings.trusted_proxies)
     policies = [
         Policy("ip", settings.rate_limit_ip, key=ip_key(trusted)),
-        Policy("user", settings.rate_limit_user, key=_user_key),
+        Policy("user", settings.rate_limit_user, key=user_key),
         Policy("login", settings.rate_limit_login, key=ip_key(trusted), path="/v1/auth/login",
                methods=frozenset({"POST"})),
     ]

@@ -92,7 +92,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 class BodyLimitMiddleware:
     """413 problem+json for bodies over ``max_bytes`` (declared or streamed), before the app
-    buffers them."""
+    buffers them. (FastAPI's ``max_body_size`` answers a declared oversize body in plain
+    text, which is why this exists.)"""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app

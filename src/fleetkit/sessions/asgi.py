@@ -4,7 +4,8 @@ The token comes from ``Authorization: Bearer <token>`` or the session cookie (by
 ``__Host-session``: ``Secure; HttpOnly; SameSite=Lax; Path=/``, no ``Domain``). Requests without a
 token never touch Redis; malformed, unknown or expired tokens make the request anonymous (never a
 500), and an unknown cookie is cleared. The session is on ``scope["state"]["session"]``
-(``request.state.session`` in Starlette/FastAPI; ``None`` when anonymous) and a
+(``request.state.session`` in Starlette/FastAPI; ``None`` when anonymous), its user on
+``scope["state"]["user_id"]`` (what :func:`fleetkit.ratelimit.user_key` reads), and a
 :class:`SessionContext` on ``scope["state"]["sessions"]`` offers ``login``/``logout``/``rotate``.
 
 Changes to ``session.data`` are saved as a per-field ``update`` just before the response starts,
@@ -43,6 +44,13 @@ def _snapshot(data: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
+def _publish(scope: Scope, session: Session | None) -> None:
+    # ``user_id`` is what fleetkit.ratelimit.user_key (and other key functions) read.
+    state = scope.setdefault("state", {})
+    state["session"] = session
+    state["user_id"] = session.user_id if session is not None else None
+
+
 class SessionContext:
     """Per-request session handle (lives in ``scope["state"]["sessions"]``)."""
 
@@ -58,7 +66,7 @@ class SessionContext:
         self.clear_cookie = clear_cookie
 
     def _publish(self) -> None:
-        self.scope.setdefault("state", {})["session"] = self.session
+        _publish(self.scope, self.session)
 
     async def login(self, user_id: str, *, data: dict[str, Any] | None = None,
                     cookie: bool = True) -> Session:
@@ -179,8 +187,8 @@ class SessionMiddleware:
                     unknown = session is None
         ctx = SessionContext(self.store, scope, session, source,
                              clear_cookie=unknown and source == "cookie")
-        state = scope.setdefault("state", {})
-        state["session"] = session
+        _publish(scope, session)
+        state = scope["state"]
         state["sessions"] = ctx
 
         async def send_wrapper(message: Message) -> None:
