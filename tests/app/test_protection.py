@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.app.conftest import (
@@ -111,8 +112,6 @@ async def test_audit_trail_embedded(tmp_path: Path, app_factory: AppFactory) -> 
         events = (await client.get("/v1/audit", headers=auth)).json()["items"]
         if {"user.register", "session.create"} <= {e["action"] for e in events}:
             break
-        import asyncio
-
         await asyncio.sleep(0.1)
     assert {"user.register", "session.create"} <= {e["action"] for e in events}
     assert all(e["actor"] == uid for e in events)
@@ -132,3 +131,23 @@ async def test_per_user_limit_follows_the_session(tmp_path: Path,
     other = await client.get("/v1/me", headers={"Authorization": f"Bearer {second}"})
     assert other.status_code == 200
     assert "user" in other.headers["ratelimit-policy"]
+
+
+async def test_audit_events_carry_the_real_client_and_request_id(
+        tmp_path: Path, app_factory: AppFactory) -> None:
+    _, client = await app_factory(embedded_env(tmp_path, TRUSTED_PROXIES="198.51.100.7/32"))
+    email = new_email()
+    headers = {"X-Forwarded-For": "spoofed, 203.0.113.9", "X-Request-ID": "req-audit-1"}
+    r = await client.post("/v1/auth/register", json={"email": email, "password": "pw-12345678"},
+                          headers=headers)
+    assert r.status_code == 201
+    login = await client.post("/v1/auth/login", json={"email": email, "password": "pw-12345678"})
+    auth = {"Authorization": f"Bearer {login.json()['token']}"}
+    for _ in range(50):
+        items = (await client.get("/v1/audit", headers=auth)).json()["items"]
+        found = [e for e in items if e["action"] == "user.register"]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found[0]["client_ip"] == "203.0.113.9"  # behind the trusted proxy, not spoofed
+    assert found[0]["request_id"] == "req-audit-1"

@@ -25,7 +25,8 @@ from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
 from fleetkit.errors import DatabaseError
-from fleetkit.ratelimit import ratelimit_headers
+from fleetkit.observability import get_request_id
+from fleetkit.ratelimit import client_ip, ratelimit_headers
 from fleetkit.sessions import Session, SessionContext
 
 __all__ = ["router"]
@@ -145,13 +146,14 @@ Ctx = Annotated[SessionContext, Depends(session_ctx)]
 def _event(request: Request, actor: str, action: str, resource: str,
            outcome: Literal["success", "failure", "denied"], reason: str | None = None,
            **metadata: Any) -> AuditEvent:
-    client = request.scope.get("client")
+    svc: Services = request.app.state.services
     return AuditEvent(
         actor=actor, action=action, resource=resource, outcome=outcome, reason=reason,
-        client_ip=request.scope.get("state", {}).get("client_ip") or (client[0] if client
-                                                                    else None),
+        # The same client address the rate limiter uses (trusted proxies honoured), and the
+        # request id after RequestIdMiddleware validated or minted it.
+        client_ip=client_ip(request.scope, svc.trusted_proxies),
         user_agent=request.headers.get("user-agent", "")[:512] or None,
-        request_id=request.headers.get("x-request-id"), metadata=metadata or None,
+        request_id=get_request_id(), metadata=metadata or None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from fleetkit.sessions import SessionStore, parse_region_urls
 
 __all__ = ["Services"]
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 log = logging.getLogger("fleetkit.app")
 
 
@@ -42,6 +45,7 @@ class Services:
     health: HealthRegistry
     login_limits: tuple[Limit, ...] = field(default=())
     region_clients: list[AnyRedis] = field(default_factory=list)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -93,6 +97,8 @@ class Services:
             sessions=sessions, audit=audit, monitor=monitor,
             health=health, login_limits=parse_limits(settings.rate_limit_login),
             region_clients=list(regions.values()),
+            trusted_proxies=tuple(ipaddress.ip_network(c, strict=False)
+                                  for c in settings.trusted_proxies),
         )
         services._register_checks()
         return services
