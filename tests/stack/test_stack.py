@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -68,6 +69,9 @@ def stack_sh(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[st
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Path]:
     stack_sh("down")  # leftovers of an interrupted run
+    # Start from empty Redis data: the services' PostgreSQL may have been recreated since the
+    # last run, and user ids that restart at 1 would otherwise meet old runs' sessions.
+    shutil.rmtree(STACK_DIR, ignore_errors=True)
     try:
         up = stack_sh("up")
         assert up.returncode == 0, up.stdout + up.stderr
