@@ -1,35 +1,33 @@
 -- GCRA (token bucket semantics, one key per limit holding the theoretical arrival time), all
 -- limits of one request at once, all-or-nothing. Microseconds: the emission interval of
 -- 1000/second is 1000 us. The interval is floor(window/amount); the burst is exactly amount.
--- KEYS[i]: one string per limit (TAT in us).
--- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
--- (prologue.lua, prepended at load time, parses ARGV into cost, dry, now_us, lim, n.)
+-- KEYS[i]: one string per limit, the TAT in us (binary int64).
+-- (prologue.lua, prepended at load time, parses ARGV and defines out and reply().)
 local now = now_us
+local st = {}
 for i = 1, n do
-  local amount = lim[i][2]
-  local inc = math.max(1, math.floor(lim[i][1] * 1000 / amount))
+  local amount = amt[i]
+  local inc = math.max(1, math.floor(win[i] * 1000 / amount))
   local burst = amount * inc
-  local tat = tonumber(redis.call('GET', KEYS[i]))
-  if tat == nil or tat < now then tat = now end
+  local s = redis.call('GET', KEYS[i])
+  local tat = now
+  if s and #s == 8 then tat = math.max(now, struct.unpack('<i8', s)) end
   local new_tat = tat + cost * inc
   local ok = new_tat - now <= burst
   if not ok then allowed = 0 end
   st[i] = {inc, burst, tat, new_tat, ok}
 end
-local ttl_floor = 0
-if fixed then ttl_floor = 60000 end
-local out = {allowed}
 for i = 1, n do
   local inc, burst, tat, new_tat, ok = unpack(st[i])
   if allowed == 1 and cost > 0 and not dry then
     tat = new_tat
     local ttl = math.ceil((tat - now) / 1000)
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.max(ttl, ttl_floor))
+    redis.call('SET', KEYS[i], struct.pack('<i8', tat), 'PX', math.max(ttl, ttl_floor))
   end
   local retry = -1
   if not ok then retry = math.ceil((new_tat - now - burst) / 1000) end
-  out[#out + 1] = math.floor((burst - (tat - now)) / inc)
-  out[#out + 1] = math.ceil((tat - now) / 1000)
-  out[#out + 1] = retry
+  out[3 * i - 2] = math.floor((burst - (tat - now)) / inc)
+  out[3 * i - 1] = math.ceil((tat - now) / 1000)
+  out[3 * i] = retry
 end
-return out
+return reply()

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -21,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 from fleetkit.health import ComponentStatus
 from fleetkit.ratelimit import metrics
-from fleetkit.ratelimit.limits import Limit
+from fleetkit.ratelimit.limits import HEADER, HIT_HEADER, Limit
 from fleetkit.ratelimit.memory import ALGORITHMS, MemoryBackend
 from fleetkit.redis import Coalescer, Script
 
@@ -96,6 +97,18 @@ class Decision:
         return (f"Decision(allowed={self.allowed}, remaining={self.remaining}, "
                 f"reset_after={self.reset_after}, retry_after={self.retry_after}, "
                 f"backend={self.backend!r})")
+
+
+# The scripts' binary reply (prologue.lua): int8 allowed, then int64 remaining, reset_ms and
+# retry_ms per limit.
+_ONE = struct.Struct("<bqqq")
+_REPLY = [_ONE] + [struct.Struct("<b" + "qqq" * n) for n in range(2, 9)]
+
+
+def _unpack(reply: bytes, n: int) -> tuple[int, ...]:
+    if n <= len(_REPLY):
+        return _REPLY[n - 1].unpack(reply)
+    return struct.unpack("<b" + "qqq" * n, reply)
 
 
 def _from_reply(reply: Sequence[int], limits: tuple[Limit, ...], backend: str) -> Decision:
@@ -211,11 +224,12 @@ class RateLimiter:
         self._sample += 1
         try:
             if self._sample & 15:
-                reply = await self._coalescer.run(self._script, (rkey,), (limit.hit_arg,))
+                raw = await self._coalescer.run(self._script, (rkey,), (limit.hit_arg,))
             else:
                 start = time.perf_counter()
-                reply = await self._coalescer.run(self._script, (rkey,), (limit.hit_arg,))
+                raw = await self._coalescer.run(self._script, (rkey,), (limit.hit_arg,))
                 self._latency.observe(time.perf_counter() - start)
+            reply = _ONE.unpack(raw)
         except Exception as exc:
             self._failed(exc)
             decision = self._fallback_decision([rkey], (limit,), cost, False)
@@ -320,8 +334,8 @@ class RateLimiter:
 
     async def _check(self, key: str, limits: tuple[Limit, ...], cost: int, dry: bool,
                      policy: str) -> Decision:
-        if cost < 0:
-            raise ValueError("cost must be >= 0")
+        if not 0 <= cost < 2**31:  # the scripts take an int32
+            raise ValueError(f"cost must be between 0 and 2**31 - 1, got {cost}")
         if not limits:
             raise ValueError("at least one limit is required")
         keys = self._keys(key, limits)
@@ -342,12 +356,11 @@ class RateLimiter:
     async def _redis_decision(self, keys: list[str], limits: tuple[Limit, ...], cost: int,
                               dry: bool) -> Decision:
         assert self._coalescer is not None
-        # The scripts take one packed argument: 'cost dry now window amount [window amount...]'.
+        # The scripts take one binary argument: a header, then window and amount per limit.
         if self._clock is None and cost == 1 and not dry:
-            head = b"1 0 -"
+            head = HIT_HEADER
         else:
-            head = b"%d %d %s" % (cost, dry, b"-" if self._clock is None
-                                  else str(self._now_us()).encode())
+            head = HEADER.pack(cost, dry, -1 if self._clock is None else self._now_us())
         arg = head + limits[0].packed if len(limits) == 1 else \
             head + b"".join(lim.packed for lim in limits)
         now = time.monotonic()
@@ -356,11 +369,12 @@ class RateLimiter:
         self._sample += 1
         try:
             if self._sample & 15:
-                reply = await self._coalescer.run(self._script, keys, (arg,))
+                raw = await self._coalescer.run(self._script, keys, (arg,))
             else:  # time one decision in 16: the histogram costs as much as the rest
                 start = time.perf_counter()
-                reply = await self._coalescer.run(self._script, keys, (arg,))
+                raw = await self._coalescer.run(self._script, keys, (arg,))
                 self._latency.observe(time.perf_counter() - start)
+            reply = _unpack(raw, len(limits))
         except Exception as exc:
             self._failed(exc)
             return self._fallback_decision(keys, limits, cost, dry)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 
 __all__ = ["Limit", "parse_limits"]
 
+HEADER = struct.Struct("<ibq")
+HIT_HEADER = HEADER.pack(1, 0, -1)  # cost 1, no dry run, Redis TIME
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "s": 1, "m": 60, "h": 3600,
           "d": 86400}
 _RE = re.compile(
@@ -35,8 +38,10 @@ class Limit:
             raise ValueError(f"a limit's window must be >= 1 ms, got {self.window}")
         object.__setattr__(self, "window_ms", window_ms)
         object.__setattr__(self, "suffix", f":{window_ms}:{self.amount}")
-        object.__setattr__(self, "packed", b" %d %d" % (window_ms, self.amount))
-        object.__setattr__(self, "hit_arg", b"1 0 -" + self.packed)  # cost 1, Redis TIME
+        # The scripts' binary argument (prologue.lua): int64 window_ms, int64 amount, after a
+        # header of int32 cost, int8 dry, int64 now_us (-1: Redis TIME).
+        object.__setattr__(self, "packed", struct.pack("<qq", window_ms, self.amount))
+        object.__setattr__(self, "hit_arg", HIT_HEADER + self.packed)
         if not self.name:
             object.__setattr__(self, "name", f"{self.amount}-per-{_fmt(self.window)}s")
 

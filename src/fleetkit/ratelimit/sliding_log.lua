@@ -1,20 +1,17 @@
 -- Exact sliding log (one sorted set of request timestamps per limit), all-or-nothing.
 -- KEYS[i]: one sorted set per limit, score = request time in ms, one member per unit of cost.
--- Reply: {allowed, then per limit: remaining, reset_ms, retry_ms (-1 when it allows)}.
 -- A request at time t counts while t > now - window. Memory grows with the limit: small limits.
--- (prologue.lua, prepended at load time, parses ARGV into cost, dry, now_us, lim, n.)
+-- (prologue.lua, prepended at load time, parses ARGV and defines out and reply().)
 local now = math.floor(now_us / 1000)
+local st = {}
 for i = 1, n do
-  local w = lim[i][1]
-  local amount = lim[i][2]
+  local w = win[i]
+  local amount = amt[i]
   local count = redis.call('ZCOUNT', KEYS[i], '(' .. (now - w), '+inf')
   local ok = count + cost <= amount
   if not ok then allowed = 0 end
   st[i] = {w, amount, count, ok}
 end
-local ttl_floor = 0
-if fixed then ttl_floor = 60000 end
-local out = {allowed}
 for i = 1, n do
   local w, amount, count, ok = unpack(st[i])
   local wrote = allowed == 1 and cost > 0 and not dry
@@ -50,8 +47,8 @@ for i = 1, n do
       retry = tonumber(oldest[2]) + w - now
     end
   end
-  out[#out + 1] = math.max(0, amount - count)
-  out[#out + 1] = reset
-  out[#out + 1] = retry
+  out[3 * i - 2] = math.max(0, amount - count)
+  out[3 * i - 1] = reset
+  out[3 * i] = retry
 end
-return out
+return reply()
