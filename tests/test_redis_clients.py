@@ -22,6 +22,15 @@ from tests.support import (
 )
 
 ECHO = Script("return {KEYS[1], ARGV[1]}", name="echo")
+# A mergeable script (Coalescer.run_merged): one ARGV and one key per call, 8-byte replies.
+ADD = Script("""
+local out = {}
+for i = 1, #ARGV do
+  out[i] = struct.pack('<i8', redis.call('INCRBY', KEYS[i], tonumber(ARGV[i])))
+end
+if ARGV[1] == '999' then return 'short' end
+return table.concat(out)
+""", name="add")
 
 
 @pytest.mark.parametrize(
@@ -182,5 +191,53 @@ async def test_cancelled_caller_does_not_break_the_batch() -> None:
     assert await other == b"still here"
     with pytest.raises(asyncio.CancelledError):
         await doomed
+    await coalescer.aclose()
+    await client.aclose()
+
+
+@pytest.mark.parametrize("url", [REDIS_URL, REDIS_CLUSTER_URL], ids=["standalone", "cluster"])
+async def test_merged_calls_each_get_their_own_reply_in_order(url: str) -> None:
+    client = create_client(url)
+    coalescer = Coalescer(client, max_inflight=1)
+    run = uuid.uuid4().hex
+    key = f"{{m{run}}}"
+    await ADD.load(client)  # a NOSCRIPT retry would run after the SET below
+
+    async def add(k: str, n: int) -> int:
+        reply = await coalescer.run_merged(ADD, [k], b"%d" % n, 8)
+        return int.from_bytes(reply, "little", signed=True)
+
+    # Queued in one loop iteration: the plain SET between the two runs keeps its place.
+    first = [asyncio.create_task(add(f"{key}{i}", i)) for i in range(50)]
+    same = asyncio.create_task(add(key, 1))
+    reset = asyncio.create_task(coalescer.execute("SET", key, 100))
+    after = asyncio.create_task(add(key, 1))
+    assert await asyncio.gather(*first) == list(range(50))
+    assert (await same, await after) == (1, 101)
+    assert await reset in (b"OK", True)  # raw reply on standalone, parsed on a Cluster
+    if isinstance(client, RedisCluster):
+        assert coalescer.commands == 53  # keys of other slots: never merged on a Cluster
+    else:
+        assert coalescer.commands == 3  # run, SET, run
+    await coalescer.aclose()
+    await client.aclose()
+
+
+async def test_merged_call_with_a_bad_reply_fails_only_its_run() -> None:
+    client = create_client(REDIS_URL)
+    coalescer = Coalescer(client)
+    run = uuid.uuid4().hex
+    bad = [asyncio.create_task(coalescer.run_merged(ADD, [f"b{run}{i}"], b"999", 8))
+           for i in range(3)]
+    plain = asyncio.create_task(coalescer.execute("ECHO", "fine"))
+    for task in bad:
+        with pytest.raises(RedisCommandError, match="merged calls of add: bad reply"):
+            await task
+    assert await plain == b"fine"
+    unmerged = Coalescer(client, merge=False)
+    replies = await asyncio.gather(*(unmerged.run_merged(ADD, [f"u{run}{i}"], b"2", 8)
+                                     for i in range(5)))
+    assert replies == [(2).to_bytes(8, "little")] * 5 and unmerged.commands == 5
+    await unmerged.aclose()
     await coalescer.aclose()
     await client.aclose()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from fleetkit.ratelimit import Limit, RateLimiter
@@ -44,6 +47,31 @@ async def test_all_or_nothing_and_peek(redis: Redis) -> None:
             assert d.allowed and d.remaining == 0
             await limiter.reset(other, Limit.parse("5/minute"))
             assert (await limiter.peek(other, Limit.parse("5/minute"))).remaining == 5
+
+
+@pytest.mark.parametrize("algorithm", ["sliding_window", "sliding_log", "gcra"])
+async def test_merged_decisions_match_one_by_one(redis: Redis, algorithm: str) -> None:
+    # Concurrent decisions of one limiter become one merged EVALSHA per batch; mixed shapes
+    # (one limit, two limits, costs, peeks, repeated keys) must decide exactly as sequentially.
+    limits = [Limit.parse("3/minute"), Limit.parse("5/hour")]
+    calls = [(f"k{i % 7}", limits[: 1 + i % 2], 1 + i % 3, i % 5 == 4) for i in range(120)]
+
+    async def decide(limiter: RateLimiter, key: str, lims: list[Limit], cost: int,
+                     peek: bool) -> tuple[bool, int]:
+        d = await (limiter.peek(key, lims, cost=cost) if peek
+                   else limiter.hit_many(key, lims, cost=cost))
+        return d.allowed, d.remaining
+
+    run = uuid.uuid4().hex
+    options: dict[str, Any] = {"redis": redis, "algorithm": algorithm, "deny_cache": False,
+                               "clock": lambda: 1_000_000.0}  # no window boundary mid-test
+    async with RateLimiter(prefix=f"t:m:{run}:", **options) as merged, \
+            RateLimiter(prefix=f"t:s:{run}:", **options) as single:
+        together = await asyncio.gather(*(decide(merged, *c) for c in calls))
+        one_by_one = [await decide(single, *c) for c in calls]
+        assert merged._coalescer is not None and merged._coalescer.commands < 20
+    assert together == one_by_one
+    assert {a for a, _ in together} == {True, False}
 
 
 async def test_deny_cache_answers_locally(redis: Redis) -> None:

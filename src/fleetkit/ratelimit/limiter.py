@@ -31,18 +31,24 @@ __all__ = ["Algorithm", "Decision", "FailureMode", "LimitState", "RateLimiter"]
 Algorithm = Literal["sliding_window", "sliding_log", "gcra"]
 FailureMode = Literal["local", "open", "closed"]
 
-_PROLOGUE = resources.files("fleetkit.ratelimit").joinpath("prologue.lua").read_text("utf-8")
-# Each algorithm's script is the shared argument-parsing prologue followed by its body.
+
+
+def _lua(name: str) -> str:
+    return resources.files("fleetkit.ratelimit").joinpath(f"{name}.lua").read_text("utf-8")
+
+
+# Each algorithm's script: the shared prologue, its decide() function, the shared epilogue that
+# runs decide() for every decision of a (merged) call.
 SCRIPTS: dict[str, Script] = {
-    name: Script(_PROLOGUE + resources.files("fleetkit.ratelimit").joinpath(f"{name}.lua")
-                 .read_text("utf-8"), name=name)
+    name: Script(_lua("prologue") + _lua(name) + _lua("epilogue"), name=name)
     for name in ALGORITHMS
 }
 HEARTBEAT = Script.from_package("fleetkit.ratelimit", "heartbeat.lua")
 _TAGS = {"sliding_window": "sw", "sliding_log": "sl", "gcra": "gc"}
 # The limiter's own coalescer sends smaller batches, several on the wire at once: its scripts
-# cost Redis several microseconds each, and with one big batch Python would sit idle while
-# Redis runs it. Smaller batches overlap packing/parsing here with script execution there.
+# cost Redis several microseconds a decision, and with one big batch Python would sit idle
+# while Redis runs it. Smaller batches overlap the work here with script execution there.
+# (On standalone Redis a batch of decisions is one merged EVALSHA: Coalescer.run_merged.)
 COALESCER_BATCH = 32
 COALESCER_INFLIGHT = 8
 
@@ -224,10 +230,10 @@ class RateLimiter:
         self._sample += 1
         try:
             if self._sample & 15:
-                raw = await self._coalescer.run(self._script, (rkey,), (limit.hit_arg,))
+                raw = await self._coalescer.run_merged(self._script, (rkey,), limit.hit_arg, 25)
             else:
                 start = time.perf_counter()
-                raw = await self._coalescer.run(self._script, (rkey,), (limit.hit_arg,))
+                raw = await self._coalescer.run_merged(self._script, (rkey,), limit.hit_arg, 25)
                 self._latency.observe(time.perf_counter() - start)
             reply = _ONE.unpack(raw)
         except Exception as exc:
@@ -363,16 +369,17 @@ class RateLimiter:
             head = HEADER.pack(cost, dry, -1 if self._clock is None else self._now_us())
         arg = head + limits[0].packed if len(limits) == 1 else \
             head + b"".join(lim.packed for lim in limits)
+        size = 1 + 24 * len(limits)  # the reply: int8 allowed, 3 x int64 per limit
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._heartbeat(now)
         self._sample += 1
         try:
             if self._sample & 15:
-                raw = await self._coalescer.run(self._script, keys, (arg,))
+                raw = await self._coalescer.run_merged(self._script, keys, arg, size)
             else:  # time one decision in 16: the histogram costs as much as the rest
                 start = time.perf_counter()
-                raw = await self._coalescer.run(self._script, keys, (arg,))
+                raw = await self._coalescer.run_merged(self._script, keys, arg, size)
                 self._latency.observe(time.perf_counter() - start)
             reply = _unpack(raw, len(limits))
         except Exception as exc:

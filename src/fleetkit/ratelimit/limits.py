@@ -38,7 +38,7 @@ class Limit:
             raise ValueError(f"a limit's window must be >= 1 ms, got {self.window}")
         object.__setattr__(self, "window_ms", window_ms)
         object.__setattr__(self, "suffix", f":{window_ms}:{self.amount}")
-        # The scripts' binary argument (prologue.lua): int64 window_ms, int64 amount, after a
+        # The scripts' binary argument (see prologue.lua): int64 window_ms, int64 amount, after a
         # header of int32 cost, int8 dry, int64 now_us (-1: Redis TIME).
         object.__setattr__(self, "packed", struct.pack("<qq", window_ms, self.amount))
         object.__setattr__(self, "hit_arg", HIT_HEADER + self.packed)

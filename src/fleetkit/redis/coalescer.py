@@ -5,6 +5,11 @@ syscall pair each. The coalescer queues commands issued in the same event-loop i
 them as one pipeline; while ``max_inflight`` pipelines are on the wire, new commands keep
 queueing, so batches grow with load and latency stays one round trip when idle. Every caller gets
 its own result or its own error; a connection failure fails only the batch it hit.
+
+Scripts written to decide many independent calls at once (the rate limiter's) go further with
+:meth:`Coalescer.run_merged`: on standalone Redis, consecutive queued calls of one such script
+become a single EVALSHA, which saves Redis the per-command dispatch and this process the
+per-command encoding and reply parsing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from prometheus_client import Histogram
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from fleetkit.errors import RedisCommandError
 from fleetkit.redis.scripts import EncodedArg, Script, wrap_redis_error
 from fleetkit.redis.stats import role_stats
 
@@ -28,7 +34,9 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 
-_Entry = tuple[tuple[Any, ...], "asyncio.Future[Any]", Script | None]
+# (command, future, script, reply_size): reply_size >= 0 marks a mergeable call, whose
+# command is (keys, arg) until _send builds the EVALSHA.
+_Entry = tuple[tuple[Any, ...], "asyncio.Future[Any]", Script | None, int]
 
 
 class Coalescer:
@@ -36,14 +44,17 @@ class Coalescer:
 
     ``max_batch`` bounds a pipeline's size; ``max_inflight`` bounds how many pipelines are on the
     wire at once (each holds one pooled connection, so keep it below the pool size).
+    ``merge=False`` sends every :meth:`run_merged` call as its own EVALSHA (as on a Cluster).
     """
 
-    def __init__(self, client: Any, *, max_batch: int = 512, max_inflight: int = 4) -> None:
+    def __init__(self, client: Any, *, max_batch: int = 512, max_inflight: int = 4,
+                 merge: bool = True) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be >= 1")
         self.client = client
         self.role: str = getattr(client, "fleetkit_role", "main")
         self._cluster = isinstance(client, RedisCluster)
+        self._merge = merge and not self._cluster
         self._max_batch = max_batch
         self._max_inflight = max_inflight
         self._queue: list[_Entry] = []
@@ -57,17 +68,34 @@ class Coalescer:
 
     async def execute(self, *args: EncodedArg) -> Any:
         """Queue one command (``"SET", "k", "v"``) and await its reply."""
-        return await self._submit(args, None)
+        return await self._submit(args, None, -1)
 
     async def run(self, script: Script, keys: Sequence[EncodedArg] = (),
                   args: Sequence[EncodedArg] = ()) -> Any:
         """Queue one EVALSHA of ``script``; NOSCRIPT is recovered transparently."""
-        return await self._submit(script.evalsha_args(keys, args), script)
+        return await self._submit(script.evalsha_args(keys, args), script, -1)
 
-    def _submit(self, args: tuple[Any, ...], script: Script | None) -> asyncio.Future[Any]:
+    async def run_merged(self, script: Script, keys: Sequence[EncodedArg], arg: bytes,
+                         reply_size: int) -> bytes:
+        """Queue one call of a *mergeable* script and await its ``reply_size``-byte reply.
+
+        A mergeable script takes one ARGV per call, each call's keys in order in KEYS, and
+        returns the calls' replies concatenated. On standalone Redis consecutive queued calls
+        are merged into one EVALSHA; on a Cluster each call is sent alone, since the keys of
+        different calls may live on different nodes.
+        """
+        reply: bytes
+        if self._merge:
+            reply = await self._submit((tuple(keys), arg), script, reply_size)
+        else:
+            reply = await self._submit(script.evalsha_args(keys, (arg,)), script, -1)
+        return reply
+
+    def _submit(self, args: tuple[Any, ...], script: Script | None,
+                reply_size: int) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, future, script))
+        self._queue.append((args, future, script, reply_size))
         if not self._scheduled and self._inflight < self._max_inflight:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -126,30 +154,71 @@ class Coalescer:
         role_stats(self.role).ok(self.role, "PIPELINE", time.perf_counter() - start)
         return results
 
+    @staticmethod
+    def _commands(batch: list[_Entry]) -> tuple[list[tuple[Any, ...]], list[Script | None],
+                                                list[list[int]]]:
+        """The batch's commands, each one's script, and the entries each one answers."""
+        commands: list[tuple[Any, ...]] = []
+        scripts: list[Script | None] = []
+        owners: list[list[int]] = []
+        i = 0
+        while i < len(batch):
+            args, _, script, size = batch[i]
+            if size < 0:
+                commands.append(args)
+                scripts.append(script)
+                owners.append([i])
+                i += 1
+                continue
+            assert script is not None
+            # A run of consecutive calls of one mergeable script: one EVALSHA, order kept.
+            keys: list[Any] = []
+            argv: list[Any] = []
+            run: list[int] = []
+            while i < len(batch) and batch[i][3] >= 0 and batch[i][2] is script:
+                keys += batch[i][0][0]
+                argv.append(batch[i][0][1])
+                run.append(i)
+                i += 1
+            commands.append(("EVALSHA", script.sha, len(keys), *keys, *argv))
+            scripts.append(script)
+            owners.append(run)
+        return commands, scripts, owners
+
     async def _send(self, batch: list[_Entry]) -> None:
         try:
             self._batch_size.observe(len(batch))
-            results = await self._pipeline([args for args, _, _ in batch])
-            retry = [i for i, (_, _, script) in enumerate(batch)
+            commands, scripts, owners = self._commands(batch)
+            results = await self._pipeline(commands)
+            retry = [i for i, script in enumerate(scripts)
                      if script is not None and isinstance(results[i], NoScriptError)]
             if retry:
                 # EVAL runs the source and caches it on the node that owns each key's slot.
                 again = []
                 for i in retry:
-                    args, _, script = batch[i]
+                    script = scripts[i]
                     assert script is not None
-                    again.append(("EVAL", script.source, *args[2:]))
+                    again.append(("EVAL", script.source, *commands[i][2:]))
                 for i, result in zip(retry, await self._pipeline(again), strict=True):
                     results[i] = result
-            for (_, future, _), result in zip(batch, results, strict=True):
-                if future.done():  # the caller was cancelled
+            for run, script, result in zip(owners, scripts, results, strict=True):
+                if len(run) == 1 and batch[run[0]][3] < 0:
+                    self._resolve(batch[run[0]][1], result)
                     continue
-                if isinstance(result, Exception):
-                    future.set_exception(wrap_redis_error(result))
-                else:
-                    future.set_result(result)
+                if not isinstance(result, Exception) and (
+                        not isinstance(result, bytes)
+                        or len(result) != sum(batch[i][3] for i in run)):
+                    name = script.name if script else "?"
+                    result = RedisCommandError(
+                        f"merged calls of {name}: bad reply {result!r:.80}")
+                offset = 0
+                for i in run:
+                    size = batch[i][3]
+                    self._resolve(batch[i][1], result if isinstance(result, Exception)
+                                  else result[offset:offset + size])
+                    offset += size
         except Exception as exc:
-            for _, future, _ in batch:
+            for _, future, _, _ in batch:
                 if not future.done():
                     future.set_exception(wrap_redis_error(exc))
         finally:
@@ -157,6 +226,15 @@ class Coalescer:
             if self._queue and not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+        if future.done():  # the caller was cancelled
+            return
+        if isinstance(result, Exception):
+            future.set_exception(wrap_redis_error(result))
+        else:
+            future.set_result(result)
 
     async def aclose(self) -> None:
         """Wait for pipelines on the wire (queued commands are sent first)."""
