@@ -56,6 +56,21 @@ _SECRET_KEY_RE = re.compile(
 MAX_METADATA_BYTES = 8192
 
 
+def _may_hold_token(text: str) -> bool:
+    """False when ``_TOKEN_RE`` cannot match: a cheap test that skips the regex on most text.
+
+    Every alternative of ``_TOKEN_RE`` needs whitespace, ``=``, ``:`` or ``eyJ``. In printable
+    text the only whitespace is the ASCII space (str.isprintable excludes control characters
+    and Unicode separators), so a printable text without those four has no match.
+    """
+    return (" " in text or "=" in text or ":" in text or "eyJ" in text
+            or not text.isprintable())
+
+
+# Metadata keys already checked against _SECRET_KEY_RE (few distinct keys recur), bounded.
+_SAFE_KEYS: set[str] = set()
+
+
 _ms_cache: list[Any] = [-1, ""]
 
 
@@ -100,6 +115,13 @@ def _text(name: str, value: Any, *, required: bool) -> str | None:
     return text
 
 
+def _optional(name: str, value: Any) -> str | None:
+    # Fast path: short printable text needs no escaping (isprintable excludes CR/LF).
+    if type(value) is str and len(value) <= _LIMITS[name] and value.isprintable():
+        return value
+    return _text(name, value, required=False)
+
+
 def _check_ip(value: Any) -> str:
     """The address as given if it parses (inet_pton is C-fast; ipaddress only as fallback)."""
     if type(value) is str:
@@ -122,10 +144,13 @@ _SCALARS = (int, float, bool, type(None))
 def _plain(meta: dict[str, Any]) -> bool:
     """True when metadata needs no scrubbing: flat, no secret-named key, no token-like text."""
     for k, v in meta.items():
-        if type(k) is not str or _SECRET_KEY_RE.search(k):
-            return False
+        if k not in _SAFE_KEYS:
+            if type(k) is not str or _SECRET_KEY_RE.search(k):
+                return False
+            if len(_SAFE_KEYS) < 4096:
+                _SAFE_KEYS.add(k)
         if type(v) is str:
-            if _TOKEN_RE.search(v):
+            if _may_hold_token(v) and _TOKEN_RE.search(v):
                 return False
         elif type(v) not in _SCALARS:
             return False
@@ -202,7 +227,8 @@ class AuditEvent:
             raise InvalidAuditEvent("audit event_id must be a UUIDv7 string (leave it unset)")
         if type(self.time) is not int or not 0 < self.time < 32_503_680_000_000_000:
             raise InvalidAuditEvent("audit event time must be Unix microseconds (leave it unset)")
-        if _TOKEN_RE.search(f"{actor}\n{resource}"):
+        if (_may_hold_token(actor) or _may_hold_token(resource)) and _TOKEN_RE.search(
+                f"{actor}\n{resource}"):
             name = "actor" if _TOKEN_RE.search(str(actor)) else "resource"
             raise InvalidAuditEvent(f"audit event field {name!r} looks like a credential; "
                                     "log a hash or an identifier instead")
@@ -214,12 +240,12 @@ class AuditEvent:
         if self.client_ip is not None:
             doc["client_ip"] = _check_ip(self.client_ip)
         if self.user_agent is not None:
-            doc["user_agent"] = _text("user_agent", self.user_agent, required=False)
+            doc["user_agent"] = _optional("user_agent", self.user_agent)
         if self.request_id is not None:
-            doc["request_id"] = _text("request_id", self.request_id, required=False)
+            doc["request_id"] = _optional("request_id", self.request_id)
         inst = self.instance if self.instance is not None else instance
         if inst is not None:
-            doc["instance"] = _text("instance", inst, required=False)
+            doc["instance"] = _optional("instance", inst)
         if self.metadata:
             if not isinstance(self.metadata, dict):
                 raise InvalidAuditEvent("audit event metadata must be a JSON object")
