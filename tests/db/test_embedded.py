@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import text
 
 from fleetkit.config import load_settings
@@ -30,6 +31,10 @@ async def test_sqlite_same_api(tmp_path: Path) -> None:
         assert value == "v"
         assert await db.run_read(
             lambda c: _scalar(c, "SELECT count(*) FROM fleetkit_meta")) == 2
+        meta = sa.table("fleetkit_meta", sa.column("key"), sa.column("value"))
+        row = await db.fetch_one(sa.select(meta.c.value).where(meta.c.key == sa.bindparam("k")),
+                                 {"k": "k"})
+        assert row is not None and row["value"] == "v"
         with pytest.raises(DatabaseError):
             async with db.write() as conn:
                 await conn.execute(text("INSERT INTO fleetkit_meta (key, value) VALUES ('k', 'x')"))

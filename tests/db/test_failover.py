@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -101,6 +102,9 @@ async def test_paused_replay_is_lag_and_read_your_writes_goes_to_primary() -> No
                 async with db.read(lsn=token) as conn:
                     assert await port_of(conn) == PRIMARY_PORT
                     assert (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 1
+                # The driver path (fetch_all) routes the same way.
+                ids = sa.select(sa.table(table, sa.column("id")).c.id)
+                assert [r["id"] for r in await db.fetch_all(ids, lsn=token)] == [1]
 
                 async def lagging() -> bool:
                     async with db.write() as conn:  # keep the primary ahead of the replica

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy import Column, Integer, String, Table, insert, select, text
 from sqlalchemy.orm import registry
@@ -37,6 +38,27 @@ async def test_write_commits_and_read_your_writes_token(db: Database, table: str
         # Whichever server serves it, the row must be there: that is the token's promise.
         note = (await conn.execute(text(f"SELECT note FROM {table} WHERE id = 1"))).scalar()
     assert note == "a"
+
+
+async def test_fetch_all_runs_core_statements_on_the_driver(db: Database, table: str) -> None:
+    scratch = sa.table(table, sa.column("id"), sa.column("note"))
+    async with db.write() as conn:
+        await conn.execute(text(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c')"))
+    token = await db.current_lsn()
+    page = (sa.select(scratch.c.id, scratch.c.note).where(scratch.c.id > sa.bindparam("after"))
+            .order_by(scratch.c.id).limit(sa.bindparam("limit")))
+    rows = await db.fetch_all(page, {"after": 1, "limit": 5}, lsn=token)
+    assert [(r["id"], r["note"]) for r in rows] == [(2, "b"), (3, "c")]
+    assert await db.fetch_one(page, {"after": 3, "limit": 5}, lsn=token) is None
+    assert len(db._compiled) == 1  # compiled once, reused
+    where = sa.select(sa.func.inet_server_port().label("port"),
+                      sa.func.pg_is_in_recovery().label("standby"))
+    served = await db.fetch_one(where)
+    assert served is not None and (served["port"], served["standby"]) == (REPLICA_PORT, True)
+    with pytest.raises(DatabaseError, match="does not exist"):
+        await db.fetch_all(sa.select(sa.table("fk_no_such_table", sa.column("x")).c.x))
+    with pytest.raises(TypeError, match="Core statement"):
+        await db.fetch_all(sa.table(table, sa.column("id")))
 
 
 async def test_write_block_rolls_back_on_error(db: Database, table: str) -> None:

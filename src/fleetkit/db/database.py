@@ -12,14 +12,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.sql.base import Executable
 
 from fleetkit.config import redact_url
 from fleetkit.db import metrics
@@ -54,6 +57,8 @@ _REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 # synchronous_commit=off a commit returns before its record is written, so only the insert
 # position is guaranteed to be past it.
 _CURRENT_SQL = text("SELECT pg_current_wal_insert_lsn()::text")
+_PG_DIALECT: Any = _asyncpg_dialect()  # type: ignore[no-untyped-call]
+_COMPILED_MAX = 512
 
 
 async def _close_quietly(conn: AsyncConnection) -> None:
@@ -120,6 +125,8 @@ class Database:
                                       timeout=min(connect_timeout, health_interval) + 1.0)
         self._next = 0
         self._closed = False
+        # Core statement -> (SQL with $n placeholders, compiled form): see fetch_all().
+        self._compiled: OrderedDict[Any, tuple[str, Any]] = OrderedDict()
         # Bound once: labels() takes a lock and a dict lookup on every call.
         self._replica_reads = metrics.READS.labels(name, "replica", "balanced")
         self._replica_ryw_reads = metrics.READS.labels(name, "replica", "read_your_writes")
@@ -214,6 +221,56 @@ class Database:
                 node.outstanding -= 1
                 await _close_quietly(conn)
         raise NoHealthyDatabase("every replica failed during the read")
+
+    async def fetch_all(self, statement: Any, params: Mapping[str, Any] | None = None, *,
+                        lsn: str | None = None) -> list[Mapping[str, Any]]:
+        """Rows of a SQLAlchemy Core ``statement`` read like :meth:`run_read` (replica, retried).
+
+        On PostgreSQL the statement is compiled once (cached) and run on the driver directly:
+        asyncpg's ``fetch`` costs this process about half the CPU of ``conn.execute`` through
+        SQLAlchemy (tests/db, bench/http_load.py). Rows are mappings (``row["email"]``).
+        Build statements once, at import: the cache is keyed by the statement object.
+        """
+        if self.embedded:
+            async def via_sqlalchemy(conn: AsyncConnection) -> list[Mapping[str, Any]]:
+                result = await conn.execute(statement, dict(params or {}))
+                return [cast(Mapping[str, Any], row._mapping) for row in result]
+
+            return await self.run_read(via_sqlalchemy, lsn=lsn)
+        sql, compiled = self._compile(statement)
+        try:  # every parameter given (the usual case): skip construct_params
+            args = [params[name] for name in compiled.positiontup] if params else []
+            if len(args) != len(compiled.positiontup):
+                raise KeyError
+        except KeyError:  # defaults or literal binds: let SQLAlchemy fill them in
+            values = compiled.construct_params(params)
+            args = [values[name] for name in compiled.positiontup]
+
+        async def via_driver(conn: AsyncConnection) -> list[Mapping[str, Any]]:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            rows: list[Mapping[str, Any]] = await driver.fetch(sql, *args)
+            return rows
+
+        return await self.run_read(via_driver, lsn=lsn)
+
+    async def fetch_one(self, statement: Any, params: Mapping[str, Any] | None = None, *,
+                        lsn: str | None = None) -> Mapping[str, Any] | None:
+        """The first row of :meth:`fetch_all`, or None."""
+        rows = await self.fetch_all(statement, params, lsn=lsn)
+        return rows[0] if rows else None
+
+    def _compile(self, statement: Any) -> tuple[str, Any]:
+        entry = self._compiled.get(statement)
+        if entry is None:
+            if not isinstance(statement, Executable):
+                raise TypeError(f"fetch_all() takes a SQLAlchemy Core statement, not "
+                                f"{type(statement).__name__}")
+            compiled = cast(Any, statement).compile(dialect=_PG_DIALECT)
+            entry = self._compiled[statement] = (compiled.string, compiled)
+            if len(self._compiled) > _COMPILED_MAX:  # statements built per call: stay bounded
+                self._compiled.popitem(last=False)
+        return entry
 
     def _pick(self, token: int | None, tried: set[int]) -> Node | None:
         """Least outstanding connections among healthy, untried replicas (rotating ties).

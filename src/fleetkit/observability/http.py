@@ -86,6 +86,17 @@ class HTTPMetricsMiddleware:
         self.routes = routes
         self.metrics = HTTPMetrics.of(registry or REGISTRY)
         self.exclude = frozenset(exclude)
+        # Metric children by labels: labels() takes a lock and builds a key on every call.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (str(id(metric)), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 10_000:  # bounded: templates and statuses are few
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exclude:
@@ -100,7 +111,7 @@ class HTTPMetricsMiddleware:
                 status[0] = message["status"]
             await send(message)
 
-        in_flight = self.metrics.in_flight.labels(method)
+        in_flight = self._child(self.metrics.in_flight, method)
         in_flight.inc()
         start = time.perf_counter()
         try:
@@ -111,5 +122,5 @@ class HTTPMetricsMiddleware:
             if template is None:
                 route = scope.get("route")
                 template = (_template_of(route) if route is not None else "") or UNMATCHED
-            self.metrics.requests.labels(method, template, str(status[0])).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            self._child(self.metrics.requests, method, template, str(status[0])).inc()
+            self._child(self.metrics.latency, method, template).observe(elapsed)

@@ -7,6 +7,7 @@ A key function takes the ASGI ``scope`` and returns a string, or ``None`` to ski
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, MutableMapping
@@ -24,8 +25,12 @@ def _header_values(scope: Scope, name: bytes) -> list[str]:
     return [v.decode("latin-1") for k, v in scope.get("headers") or () if k.lower() == name]
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> _Address | None:
-    """``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``; None if it is not an address."""
+    """``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``; None if it is not an address.
+
+    Cached: parsing costs microseconds and the same peers (proxies, clients) recur.
+    """
     text = text.strip().strip('"')
     if text.startswith("["):
         text = text[1:].partition("]")[0]

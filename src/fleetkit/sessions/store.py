@@ -180,6 +180,8 @@ class SessionStore:
         self._routing_key = routing_key
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = stale_cache_size
+        self._ops: dict[tuple[str, str], Any] = {}
+        self._entries = m.CACHE_ENTRIES.labels(self.name)
         self._stale_max_age = stale_max_age
         self._down_since: float | None = None
         self._last_error: str | None = None
@@ -274,14 +276,15 @@ class SessionStore:
             self._forget(sid)
             m.OPERATIONS.labels("get", "expired" if status < 0 else "miss").inc()
             return None
-        h = {_s(reply[i]): _s(reply[i + 1]) for i in range(4, len(reply), 2)}
+        fields = [_s(x) for x in reply[4:]]
+        h = dict(zip(fields[::2], fields[1::2], strict=True))
         created = int(h.get("c", 0))
         session = Session(
             token, _s(reply[1]), h.get("u", ""), _data(h), created / 1000,
             self._last_seen(created, int(reply[2]), int(reply[3])), h.get("i", ""),
             h.get("a", ""), parsed.region, grace=status == 2,
         )
-        m.OPERATIONS.labels("get", "grace" if status == 2 else "hit").inc()
+        self._op("get", "grace" if status == 2 else "hit").inc()
         self._remember(session, key=sid)
         return session
 
@@ -398,20 +401,33 @@ class SessionStore:
         return max(created_ms, min(now_ms, now_ms - self.idle_ms + ttl_ms)) / 1000
 
     # --- stale-if-error cache ---------------------------------------------------------------
+    def _op(self, op: str, outcome: str) -> Any:
+        # labels() takes a lock and builds a key on every call: resolve each child once.
+        child = self._ops.get((op, outcome))
+        if child is None:
+            child = self._ops[op, outcome] = m.OPERATIONS.labels(op, outcome)
+        return child
+
     def _remember(self, session: Session, *, key: str | None = None) -> None:
         if self._cache_size <= 0:
             return
         sid = key or session.id
-        stored = replace(session, token="", data=dict(session.data), stale=False, grace=False)
+        # A copy without the secret (the constructor: dataclasses.replace is several times
+        # slower, and this runs on every read).
+        s = session
+        stored = Session("", s.id, s.user_id, dict(s.data), s.created, s.last_seen, s.ip,
+                         s.user_agent, s.region)
+        size = len(self._cache)
         self._cache[sid] = _Cached(stored, time.monotonic(), time.time())
         self._cache.move_to_end(sid)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        m.CACHE_ENTRIES.labels(self.name).set(len(self._cache))
+        if len(self._cache) != size:
+            self._entries.set(len(self._cache))
 
     def _forget(self, sid: str) -> None:
         if self._cache.pop(sid, None) is not None:
-            m.CACHE_ENTRIES.labels(self.name).set(len(self._cache))
+            self._entries.set(len(self._cache))
 
     def _stale(self, sid: str, token: str) -> Session | None:
         cached = self._cache.get(sid)
