@@ -4,7 +4,8 @@
 
 Phase 1 measures the router's overhead: the same query (``SELECT 1``, so the overhead is as
 visible as it can be) on the same replica through a plain SQLAlchemy asyncpg engine (baseline)
-and through ``db.read()``, ``db.run_read()`` and ``db.read(lsn=token)``, in the same run.
+and through ``db.read()``, ``db.run_read()``, ``db.read(lsn=token)`` and ``db.fetch_all()``
+(the same Core statement run on the driver), in the same run.
 Phase 2 stops the replica (``scripts/services.sh replica-stop``) while 32 tasks read, counts
 errors of requests that started after the router detected the failure (target: 0), and restarts
 the replica in ``finally`` (it is shared), then times until the monitor puts it back.
@@ -23,7 +24,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text
+from sqlalchemy import literal, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.harness import Report, median, run_concurrent
@@ -32,6 +33,7 @@ from fleetkit.errors import DatabaseError
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = text("SELECT 1")
+CORE = select(literal(1).label("one"))
 
 
 async def services(command: str) -> None:
@@ -64,11 +66,15 @@ async def overhead(report: Report, primary: str, replica: str, seconds: float,
         async with db.read(lsn=token) as conn:
             await conn.execute(QUERY)
 
+    async def driver(_: int) -> None:
+        await db.fetch_all(CORE)
+
     try:
         # Interleave rounds of every variant and keep each one's median: on this shared machine
         # drift then hits all of them alike.
         loops = {f"plain asyncpg engine x{conc}": baseline, f"db.read() x{conc}": routed,
-                 f"db.run_read() x{conc}": retried, f"db.read(lsn=token) x{conc}": ryw}
+                 f"db.run_read() x{conc}": retried, f"db.read(lsn=token) x{conc}": ryw,
+                 f"db.fetch_all() x{conc}": driver}
         rates: dict[str, list[float]] = {label: [] for label in loops}
         errors = dict.fromkeys(loops, 0)
         for _ in range(rounds):
