@@ -163,17 +163,25 @@ class Inputs:
             raise MissingInput(f"{directory / 'http.json'}: info.{key} "
                                "must map role -> operations per request")
         per_role = {role: float(trips.get(role, 0.0)) for role in ROLES}
+        # The app's reads run on the driver (db.fetch_all); older results only have db.read().
         db_rate = r.value("PostgreSQL reads/s per replica", "db", unit=r"^reads/s$",
-                          label=r"^db\.read\(\) x\d+$")
+                          label=r"^db\.(read|fetch_all)\(\) x\d+$")
         db_label = r.used["PostgreSQL reads/s per replica"].label
         concurrency = int(re.search(r"x(\d+)$", db_label).group(1))  # type: ignore[union-attr]
+        # One EVALSHA per decision, as on a Redis Cluster (where shards live), at the best
+        # concurrency; older results only have the merged standalone rate.
+        key = "rate-limit decisions/s per Redis"
+        ratelimit_rate = r.optional(key, "ratelimit", unit=r"^decisions/s$",
+                                    label=rf"^{algorithm} unmerged x\d+$")
+        if ratelimit_rate is None:
+            r.missing.pop(key, None)
+            ratelimit_rate = r.value(key, "ratelimit", unit=r"^decisions/s$",
+                                     label=rf"^{algorithm} x\d+$")
         inputs = cls(
             rps_per_process=r.value("full-stack requests/s per process", "http",
                                     unit=r"^requests/s$", label=r"(?i)full.?stack"),
             redis_ops_per_request=per_role,
-            ratelimit_ops_per_redis=r.value("rate-limit decisions/s per Redis", "ratelimit",
-                                            unit=r"^decisions/s$",
-                                            label=rf"^{algorithm} x\d+$"),
+            ratelimit_ops_per_redis=ratelimit_rate,
             ratelimit_bytes_per_key=r.value("bytes per rate-limit key", "ratelimit",
                                             unit=r"^bytes", label=rf"^{algorithm} key"),
             redis_ops_per_redis=r.value("Redis commands/s (coalesced EVALSHA ceiling)",

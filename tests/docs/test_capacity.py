@@ -85,6 +85,12 @@ def test_changing_a_benchmark_result_changes_the_output(tmp_path: Path) -> None:
         100 * base["redis"]["sessions"]["memory_bytes"])
     assert heavy["redis"]["sessions"]["shards"] > base["redis"]["sessions"]["shards"]
     assert heavy["redis"]["sessions"]["sized_by"] == "memory"
+    # With a per-decision (unmerged, Cluster) rate in the results, shards are sized by it.
+    cluster = {**RESULTS["ratelimit"], "measurements": [
+        *RESULTS["ratelimit"]["measurements"], _m("sliding_window unmerged x64", 7000,
+                                                  "decisions/s")]}
+    sharded = _run(_write(tmp_path / "d", {"ratelimit": cluster}), tmp_path / "od")
+    assert sharded["redis"]["ratelimit"]["ops_per_shard_capacity"] == 7000
 
 
 def test_the_bottleneck_moves_with_the_measurements(tmp_path: Path) -> None:
