@@ -149,3 +149,36 @@ async def test_embedded_mode_is_bounded() -> None:
     assert not (await limiter.hit("k99", Limit.parse("1/minute"))).allowed
     assert (await limiter.health()).status == "pass"
     await limiter.aclose()
+
+
+async def test_hit_all_queues_every_decision_before_awaiting(redis: Redis) -> None:
+    async with RateLimiter(redis=redis, deny_cache=False) as limiter:
+        ip, user = _key(), _key()
+        calls = [(ip, [Limit.parse("2/minute")], 1, "ip"),
+                 (user, [Limit.parse("10/minute"), Limit.parse("100/hour")], 3, "user")]
+        assert limiter._coalescer is not None
+        await limiter.instances()  # the heartbeat (its own script) out of the way
+        before = limiter._coalescer.commands
+        first = await limiter.hit_all(calls)
+        assert limiter._coalescer.commands - before == 1  # both in one merged script call
+        assert [(d.allowed, d.remaining) for d in first] == [(True, 1), (True, 7)]
+        await limiter.hit_all(calls)
+        third = await limiter.hit_all(calls)
+        # Independent decisions: the ip limit is exhausted, the user limit is not.
+        assert [(d.allowed, d.remaining) for d in third] == [(False, 0), (True, 1)]
+        with pytest.raises(ValueError, match="cost"):
+            await limiter.hit_all([(ip, [Limit.parse("2/minute")], 1, "ip"),
+                                   (user, [Limit.parse("2/minute")], -1, "user")])
+
+
+async def test_hit_all_cancelled_leaves_no_unretrieved_errors(redis: Redis) -> None:
+    async with RateLimiter(redis=redis) as limiter:
+        task = asyncio.create_task(limiter.hit_all(
+            [(_key(), [Limit.parse("5/second")], 1, "a"),
+             (_key(), [Limit.parse("5/second")], 1, "b")]))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The limiter keeps deciding normally afterwards.
+        assert (await limiter.hit(_key(), Limit.parse("5/second"))).allowed

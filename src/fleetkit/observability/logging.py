@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextvars
 import datetime
 import logging
+import os
+import random
 import re
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -48,8 +49,14 @@ def get_request_id() -> str | None:
     return _request_id.get()
 
 
+# Request ids need uniqueness, not secrecy: a PRNG reseeded in each forked child (128 random
+# bits) instead of uuid4's os.urandom system call on every request.
+_RNG = random.Random()
+os.register_at_fork(after_in_child=_RNG.seed)
+
+
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return f"{_RNG.getrandbits(128):032x}"
 
 
 class RequestIdMiddleware:

@@ -10,7 +10,6 @@ limiter fails unexpectedly: rate limiting never turns into a 5xx.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
@@ -177,7 +176,7 @@ class RateLimitMiddleware:
 
     async def _decide(self, scope: Scope, path: str,
                       method: str) -> list[tuple[str, Decision]]:
-        calls: list[tuple[str, Awaitable[Decision]]] = []
+        calls: list[tuple[str, Sequence[Limit], int, str]] = []
         for policy in self.policies:
             if not policy.matches(path, method):
                 continue
@@ -188,19 +187,16 @@ class RateLimitMiddleware:
                 continue
             if key is None:
                 continue
-            calls.append((policy.name, self.limiter.hit_many(
-                f"{policy.name}:{key}", policy.parsed, cost=policy.cost, policy=policy.name)))
+            calls.append((f"{policy.name}:{key}", policy.parsed, policy.cost, policy.name))
         if not calls:
             return []
         try:
-            if len(calls) == 1:
-                decisions = [await calls[0][1]]
-            else:  # concurrent, so the coalescer sends them in one pipeline
-                decisions = list(await asyncio.gather(*(c for _, c in calls)))
+            # Queued together: one pipeline (one script call on standalone Redis), no tasks.
+            decisions = await self.limiter.hit_all(calls)
         except Exception:  # the limiter already absorbs Redis errors; this is a last guard
             log.exception("rate limiter failed; letting the request through")
             return []
-        return [(name, d) for (name, _), d in zip(calls, decisions, strict=True)]
+        return [(call[3], d) for call, d in zip(calls, decisions, strict=True)]
 
     async def _reject(self, send: Send, results: list[tuple[str, Decision]], path: str) -> None:
         body = problem_body(results, path)

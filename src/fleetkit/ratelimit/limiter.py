@@ -141,6 +141,22 @@ def _tag(key: str) -> str:
     return key
 
 
+class _Pending(NamedTuple):
+    """A decision whose script is queued in the coalescer (see RateLimiter._begin)."""
+
+    future: asyncio.Future[Any]
+    keys: list[str]
+    limits: tuple[Limit, ...]
+    cost: int
+    dry: bool
+    now: float
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" report
+
+
 class RateLimiter:
     """Distributed rate limiter; ``redis=None`` decides in memory (embedded mode).
 
@@ -256,6 +272,29 @@ class RateLimiter:
         """Consume from every limit in one script, or from none of them if any is exhausted."""
         return await self._check(key, tuple(limits), cost, False, policy)
 
+    async def hit_all(self, calls: Sequence[tuple[str, Sequence[Limit], int, str]]
+                      ) -> list[Decision]:
+        """Several independent ``hit_many`` decisions, ``(key, limits, cost, policy)`` each.
+
+        All are queued before the first is awaited, so they share one pipeline (one script call
+        on standalone Redis) without a task per decision: the per-IP and per-user policies of
+        one request (:class:`~fleetkit.ratelimit.RateLimitMiddleware`).
+        """
+        steps: list[Decision | _Pending] = []
+        decisions: list[Decision] = []
+        try:
+            for key, limits, cost, _ in calls:
+                steps.append(self._begin(key, tuple(limits), cost, False))
+            for step, (_, _, _, policy) in zip(steps, calls, strict=True):
+                decision = await self._settle(step) if isinstance(step, _Pending) else step
+                self._count(policy, decision)
+                decisions.append(decision)
+        finally:
+            for step in steps[len(decisions):]:  # cancelled or refused: nobody awaits the rest
+                if isinstance(step, _Pending):
+                    step.future.add_done_callback(_consume)
+        return decisions
+
     async def peek(self, key: str, limits: Limit | Sequence[Limit], *,
                    cost: int = 1) -> Decision:
         """Would a request of ``cost`` be allowed? Consumes nothing."""
@@ -340,6 +379,15 @@ class RateLimiter:
 
     async def _check(self, key: str, limits: tuple[Limit, ...], cost: int, dry: bool,
                      policy: str) -> Decision:
+        step = self._begin(key, limits, cost, dry)
+        if isinstance(step, _Pending):
+            step = await self._settle(step)
+        self._count(policy, step)
+        return step
+
+    def _begin(self, key: str, limits: tuple[Limit, ...], cost: int,
+               dry: bool) -> Decision | _Pending:
+        """Decide now (cache, embedded, fallback) or queue the Redis script and say so."""
         if not 0 <= cost < 2**31:  # the scripts take an int32
             raise ValueError(f"cost must be between 0 and 2**31 - 1, got {cost}")
         if not limits:
@@ -348,20 +396,11 @@ class RateLimiter:
         if self._denied and not dry:
             cached = self._cached_denial(keys, limits, cost)
             if cached is not None:
-                self._count(policy, cached)
                 return cached
         if self._coalescer is None:
-            decision = self._local(keys, limits, cost, dry, "memory", 1)
-        elif self._fallback and not self._probe_due():
-            decision = self._fallback_decision(keys, limits, cost, dry)
-        else:
-            decision = await self._redis_decision(keys, limits, cost, dry)
-        self._count(policy, decision)
-        return decision
-
-    async def _redis_decision(self, keys: list[str], limits: tuple[Limit, ...], cost: int,
-                              dry: bool) -> Decision:
-        assert self._coalescer is not None
+            return self._local(keys, limits, cost, dry, "memory", 1)
+        if self._fallback and not self._probe_due():
+            return self._fallback_decision(keys, limits, cost, dry)
         # The scripts take one binary argument: a header, then window and amount per limit.
         if self._clock is None and cost == 1 and not dry:
             head = HIT_HEADER
@@ -369,27 +408,31 @@ class RateLimiter:
             head = HEADER.pack(cost, dry, -1 if self._clock is None else self._now_us())
         arg = head + limits[0].packed if len(limits) == 1 else \
             head + b"".join(lim.packed for lim in limits)
-        size = 1 + 24 * len(limits)  # the reply: int8 allowed, 3 x int64 per limit
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._heartbeat(now)
+        # The reply: int8 allowed, 3 x int64 per limit.
+        future = self._coalescer.submit_merged(self._script, keys, arg, 1 + 24 * len(limits))
+        return _Pending(future, keys, limits, cost, dry, now)
+
+    async def _settle(self, p: _Pending) -> Decision:
         self._sample += 1
         try:
             if self._sample & 15:
-                raw = await self._coalescer.run_merged(self._script, keys, arg, size)
+                raw = await p.future
             else:  # time one decision in 16: the histogram costs as much as the rest
                 start = time.perf_counter()
-                raw = await self._coalescer.run_merged(self._script, keys, arg, size)
+                raw = await p.future
                 self._latency.observe(time.perf_counter() - start)
-            reply = _unpack(raw, len(limits))
+            reply = _unpack(raw, len(p.limits))
         except Exception as exc:
             self._failed(exc)
-            return self._fallback_decision(keys, limits, cost, dry)
+            return self._fallback_decision(p.keys, p.limits, p.cost, p.dry)
         if self._fallback:
             self._recovered()
-        decision = _from_reply(reply, limits, "redis")
-        if not decision.allowed and self._deny_cache and not dry:
-            self._remember_denial(keys, reply, cost, now)
+        decision = _from_reply(reply, p.limits, "redis")
+        if not decision.allowed and self._deny_cache and not p.dry:
+            self._remember_denial(p.keys, reply, p.cost, p.now)
         return decision
 
     def _local(self, keys: list[str], limits: tuple[Limit, ...], cost: int, dry: bool,

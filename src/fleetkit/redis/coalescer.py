@@ -84,12 +84,16 @@ class Coalescer:
         are merged into one EVALSHA; on a Cluster each call is sent alone, since the keys of
         different calls may live on different nodes.
         """
-        reply: bytes
-        if self._merge:
-            reply = await self._submit((tuple(keys), arg), script, reply_size)
-        else:
-            reply = await self._submit(script.evalsha_args(keys, (arg,)), script, -1)
+        reply: bytes = await self.submit_merged(script, keys, arg, reply_size)
         return reply
+
+    def submit_merged(self, script: Script, keys: Sequence[EncodedArg], arg: bytes,
+                      reply_size: int) -> asyncio.Future[Any]:
+        """:meth:`run_merged` without the coroutine: queue the call now, await the future later
+        (several calls queued before the first await share a pipeline, with no task each)."""
+        if self._merge:
+            return self._submit((tuple(keys), arg), script, reply_size)
+        return self._submit(script.evalsha_args(keys, (arg,)), script, -1)
 
     def _submit(self, args: tuple[Any, ...], script: Script | None,
                 reply_size: int) -> asyncio.Future[Any]:
