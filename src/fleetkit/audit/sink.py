@@ -2,7 +2,7 @@
 
 PostgreSQL: a batch (one or more packed stream entries) is one transaction::
 
-    COPY the raw JSON lines into a temporary table   (COPY has no ON CONFLICT)
+    COPY the raw JSON lines into a temporary table   (COPY has no ON CONFLICT; text, parsed once)
     INSERT INTO audit_events SELECT ... json_to_record(...) ON CONFLICT (event_id, time) DO NOTHING
         RETURNING the canonical row text → one digest over the rows this batch really inserted
     audit_link_batch(): chain the digest to the previous batch's hash (advisory lock until commit)
@@ -77,7 +77,7 @@ ins AS (
            r.action, r.resource, r.outcome, r.reason, r.client_ip, r.user_agent, r.request_id,
            r.instance, coalesce(r.metadata, '{{}}'::jsonb), b.id
     FROM pg_temp.audit_in i CROSS JOIN b,
-         json_to_record(i.j) AS r(event_id uuid, "time" bigint, actor text, action text,
+         json_to_record(i.j::json) AS r(event_id uuid, "time" bigint, actor text, action text,
                                   resource text, outcome text, reason text, client_ip inet,
                                   user_agent text, request_id text, instance text, metadata jsonb)
     ON CONFLICT (event_id, "time") DO NOTHING
@@ -128,7 +128,9 @@ class PostgresSink:
             try:
                 conn = await asyncpg.connect(self.url, timeout=self._connect_timeout,
                                              command_timeout=self._command_timeout)
-                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS audit_in (j json) "
+                # text, not json: a json column would parse every line once at COPY and
+                # json_to_record again (the cast parses it once; ~6% of the transaction).
+                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS audit_in (j text) "
                                    "ON COMMIT DELETE ROWS")
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise BackendUnavailable(f"PostgreSQL unavailable: {exc}") from exc
