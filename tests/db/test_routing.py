@@ -162,6 +162,22 @@ async def test_replica_dropping_connection_mid_read_is_retried(quiet_db: Databas
     assert not db.replicas[0].healthy
 
 
+async def test_fetch_all_retries_a_replica_that_dies_mid_read(quiet_db: Database) -> None:
+    # The same statement kills its own backend on the replica (the driver path sees a real
+    # connection loss) and simply answers on the primary.
+    suicide = sa.select(
+        sa.case((sa.func.pg_is_in_recovery(),
+                 sa.func.pg_terminate_backend(sa.func.pg_backend_pid()))).label("killed"),
+        sa.func.inet_server_port().label("port"))
+    rows = await quiet_db.fetch_all(suicide)
+    assert [r["port"] for r in rows] == [PRIMARY_PORT]
+    assert not quiet_db.replicas[0].healthy and quiet_db.replicas[0].failovers == 1
+    await quiet_db.check()
+    assert quiet_db.replicas[0].healthy
+    served = await quiet_db.fetch_one(sa.select(sa.func.inet_server_port().label("port")))
+    assert served is not None and served["port"] == REPLICA_PORT  # pool usable again
+
+
 async def test_routed_session(db: Database, table: str) -> None:
     reg = registry()
     items = Table(table, reg.metadata, Column("id", Integer, primary_key=True),

