@@ -32,7 +32,6 @@ Algorithm = Literal["sliding_window", "sliding_log", "gcra"]
 FailureMode = Literal["local", "open", "closed"]
 
 
-
 def _lua(name: str) -> str:
     return resources.files("fleetkit.ratelimit").joinpath(f"{name}.lua").read_text("utf-8")
 
