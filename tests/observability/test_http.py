@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from fleetkit.observability import HTTPMetricsMiddleware
+from fleetkit.observability.metrics import LabelCache
 
 REGISTRIES: list[CollectorRegistry] = []
 
@@ -90,3 +91,16 @@ async def test_non_http_scopes_pass_through() -> None:
     assert seen == ["lifespan"]
     assert value(registry, "fleetkit_http_requests_total", method="GET", route="<unmatched>",
                  status="200") is None
+
+
+def test_label_cache_resolves_each_child_once_and_stays_bounded() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("fk_test_label_cache", "t", ["a"], registry=registry)
+    cache = LabelCache(counter, max_size=2)
+    cache("x").inc()
+    assert cache("x") is counter.labels("x")
+    cache("y").inc(2)
+    cache("z").inc(3)  # over the bound: the cache starts afresh, the metric keeps its values
+    assert len(cache._children) == 1
+    assert registry.get_sample_value("fk_test_label_cache_total", {"a": "x"}) == 1
+    assert registry.get_sample_value("fk_test_label_cache_total", {"a": "z"}) == 3

@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from fleetkit.observability.metrics import LabelCache
+
 __all__ = ["UNMATCHED", "HTTPMetrics", "HTTPMetricsMiddleware"]
 
 Scope = MutableMapping[str, Any]
@@ -86,17 +88,9 @@ class HTTPMetricsMiddleware:
         self.routes = routes
         self.metrics = HTTPMetrics.of(registry or REGISTRY)
         self.exclude = frozenset(exclude)
-        # Metric children by labels: labels() takes a lock and builds a key on every call.
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (str(id(metric)), *labels)
-        child = self._children.get(key)
-        if child is None:
-            if len(self._children) > 10_000:  # bounded: templates and statuses are few
-                self._children.clear()
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self._in_flight = LabelCache(self.metrics.in_flight)
+        self._requests = LabelCache(self.metrics.requests)
+        self._latency = LabelCache(self.metrics.latency)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exclude:
@@ -111,7 +105,7 @@ class HTTPMetricsMiddleware:
                 status[0] = message["status"]
             await send(message)
 
-        in_flight = self._child(self.metrics.in_flight, method)
+        in_flight = self._in_flight(method)
         in_flight.inc()
         start = time.perf_counter()
         try:
@@ -122,5 +116,5 @@ class HTTPMetricsMiddleware:
             if template is None:
                 route = scope.get("route")
                 template = (_template_of(route) if route is not None else "") or UNMATCHED
-            self._child(self.metrics.requests, method, template, str(status[0])).inc()
-            self._child(self.metrics.latency, method, template).observe(elapsed)
+            self._requests(method, template, str(status[0])).inc()
+            self._latency(method, template).observe(elapsed)

@@ -81,3 +81,26 @@ class MetricsApp:
                                 (b"content-length", str(len(body)).encode()),
                                 (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+class LabelCache:
+    """A metric's children by label values, resolved once.
+
+    ``metric.labels(...)`` takes a lock and builds a key on every call, about as much as the
+    rest of a hot-path update; bounded in case a label value is unexpectedly unbounded.
+    """
+
+    __slots__ = ("_children", "_max", "_metric")
+
+    def __init__(self, metric: Any, *, max_size: int = 10_000) -> None:
+        self._metric = metric
+        self._max = max_size
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            if len(self._children) >= self._max:
+                self._children.clear()
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child

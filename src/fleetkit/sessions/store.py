@@ -30,6 +30,7 @@ import orjson
 
 from fleetkit.errors import BackendUnavailable, SessionLimitExceeded
 from fleetkit.health import ComponentStatus
+from fleetkit.observability.metrics import LabelCache
 from fleetkit.redis import Coalescer, Script
 from fleetkit.sessions import metrics as m
 from fleetkit.sessions.memory import MemoryBackend
@@ -180,7 +181,7 @@ class SessionStore:
         self._routing_key = routing_key
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = stale_cache_size
-        self._ops: dict[tuple[str, str], Any] = {}
+        self._ops = LabelCache(m.OPERATIONS)
         self._entries = m.CACHE_ENTRIES.labels(self.name)
         self._stale_max_age = stale_max_age
         self._down_since: float | None = None
@@ -284,7 +285,7 @@ class SessionStore:
             self._last_seen(created, int(reply[2]), int(reply[3])), h.get("i", ""),
             h.get("a", ""), parsed.region, grace=status == 2,
         )
-        self._op("get", "grace" if status == 2 else "hit").inc()
+        self._ops("get", "grace" if status == 2 else "hit").inc()
         self._remember(session, key=sid)
         return session
 
@@ -401,13 +402,6 @@ class SessionStore:
         return max(created_ms, min(now_ms, now_ms - self.idle_ms + ttl_ms)) / 1000
 
     # --- stale-if-error cache ---------------------------------------------------------------
-    def _op(self, op: str, outcome: str) -> Any:
-        # labels() takes a lock and builds a key on every call: resolve each child once.
-        child = self._ops.get((op, outcome))
-        if child is None:
-            child = self._ops[op, outcome] = m.OPERATIONS.labels(op, outcome)
-        return child
-
     def _remember(self, session: Session, *, key: str | None = None) -> None:
         if self._cache_size <= 0:
             return
