@@ -242,27 +242,9 @@ class RateLimiter:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._heartbeat(now)
-        self._sample += 1
-        try:
-            if self._sample & 15:
-                raw = await self._coalescer.run_merged(self._script, (rkey,), limit.hit_arg, 25)
-            else:
-                start = time.perf_counter()
-                raw = await self._coalescer.run_merged(self._script, (rkey,), limit.hit_arg, 25)
-                self._latency.observe(time.perf_counter() - start)
-            reply = _ONE.unpack(raw)
-        except Exception as exc:
-            self._failed(exc)
-            decision = self._fallback_decision([rkey], (limit,), cost, False)
-        else:
-            if reply[0] == 1:
-                decision = Decision(True, reply[1], reply[2] / 1000, None, "redis", (limit,),
-                                    reply)
-            else:
-                decision = Decision(False, reply[1], reply[2] / 1000, reply[3] / 1000, "redis",
-                                    (limit,), reply)
-                if self._deny_cache:
-                    self._remember_denial([rkey], reply, cost, now)
+        # The reply: int8 allowed, 3 x int64 (one limit).
+        future = self._coalescer.submit_merged(self._script, (rkey,), limit.hit_arg, 25)
+        decision = await self._settle(_Pending(future, [rkey], (limit,), 1, False, now))
         self._count(policy, decision)
         return decision
 
