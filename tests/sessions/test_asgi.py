@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from fleetkit.redis import Coalescer, create_client
+from fleetkit.redis import Coalescer, Script, create_client
 from fleetkit.sessions import SessionContext, SessionMiddleware, SessionStore
 from tests.sessions.conftest import SESSIONS_REDIS_URL as REDIS_URL
 
@@ -71,6 +71,10 @@ class Env:
 async def env() -> AsyncIterator[Env]:
     client = create_client(REDIS_URL, role="sessions")
     assert isinstance(client, Redis)
+    # Scripts loaded as the service does at start-up: a NOSCRIPT retry on a fresh Redis would
+    # count as a second command in the tests that count them.
+    for script in Script.registered():
+        await script.load(client)
     e = Env(client)
     yield e
     await e.http.aclose()
