@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 REDIS_URL = os.environ.get("FLEETKIT_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+#: ``redis://host:port`` of the standalone test server, for tests that pick a database of their own.
+REDIS_SERVER = REDIS_URL.rsplit("/", 1)[0]
 REDIS_ACL_URL = os.environ.get(
     "FLEETKIT_TEST_REDIS_ACL_URL", "redis://fleetkit:fleetkit-secret@127.0.0.1:6390/0"
 )

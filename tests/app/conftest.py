@@ -13,9 +13,9 @@ from fastapi import FastAPI
 
 from fleetkit.app import create_app
 from fleetkit.config import load_settings
-from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL
+from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL, REDIS_SERVER
 
-APP_REDIS_URL = "redis://127.0.0.1:6390/5"
+APP_REDIS_URL = f"{REDIS_SERVER}/5"
 
 AppFactory = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]
 

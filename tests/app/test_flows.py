@@ -13,6 +13,7 @@ from tests.app.conftest import (
     new_email,
     register_and_login,
 )
+from tests.support import REDIS_SERVER
 
 MODES = {"distributed": distributed_env, "embedded": embedded_env}
 
@@ -151,14 +152,14 @@ async def test_metrics_and_health_endpoints(tmp_path: Path, app_factory: AppFact
 
 async def test_foreign_region_tokens_are_routed_home_or_rejected(
         tmp_path: Path, app_factory: AppFactory) -> None:
-    home_sessions = "redis://127.0.0.1:6390/10"  # not APP_REDIS_URL: app_factory flushes that
+    home_sessions = f"{REDIS_SERVER}/10"  # not APP_REDIS_URL: app_factory flushes that
     _, eu = await app_factory(distributed_env(tmp_path, REGION="eu-west",
                                               REDIS_SESSION_URL=home_sessions))
     token, _ = await register_and_login(eu)
     assert token.startswith("eu-west.")
     # An instance in another region, with its own session Redis, knows where eu-west lives.
     env_us = distributed_env(tmp_path, REGION="us-east",
-                             REDIS_SESSION_URL="redis://127.0.0.1:6390/14",
+                             REDIS_SESSION_URL=f"{REDIS_SERVER}/14",
                              SESSION_REGIONS=f"eu-west={home_sessions}")
     _, us = await app_factory(env_us)
     auth = {"Authorization": f"Bearer {token}"}
