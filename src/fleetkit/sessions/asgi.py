@@ -21,11 +21,11 @@ import logging
 from typing import Any, Literal
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetkit.sessions.metrics import WRITE_FAILURES
 from fleetkit.sessions.store import Session, SessionStore
 from fleetkit.sessions.tokens import MAX_TOKEN_LEN, parse_token
+from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SessionContext", "SessionMiddleware"]
 
