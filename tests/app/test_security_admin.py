@@ -19,7 +19,7 @@ async def test_a_demoted_admin_token_is_refused_at_once_and_audited(
     # Two instances of one fleet (shared Redis and PostgreSQL).
     env = distributed_env(tmp_path, RATE_LIMIT_LOGIN="100/minute")
     app1, one = await app_factory(env)
-    app2, two = await app_factory({**env, "INSTANCE_ID": env["INSTANCE_ID"] + "-b"})
+    _, two = await app_factory({**env, "INSTANCE_ID": env["INSTANCE_ID"] + "-b"})
     email = new_email()
     _, body = await register_and_login(one, email)
     uid = body["user"]["id"]
