@@ -25,6 +25,7 @@ import orjson
 from fleetkit.sessions.metrics import WRITE_FAILURES
 from fleetkit.sessions.store import Session, SessionStore
 from fleetkit.sessions.tokens import MAX_TOKEN_LEN, parse_token
+from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:  # starlette is an extra: the middleware itself is pure ASGI
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
