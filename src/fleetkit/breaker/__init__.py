@@ -14,7 +14,7 @@ await b.aclose()                  # shutdown (sync code: b.shutdown())
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetkit.breaker.backend import AdminAction, BreakerBackend, TrialVerdict
 from fleetkit.breaker.breaker import CircuitBreaker, Fallback, Listener
@@ -23,8 +23,10 @@ from fleetkit.breaker.redis import RedisBreakerBackend
 from fleetkit.breaker.registry import BreakerRegistry
 from fleetkit.breaker.rules import BreakerConfig, BreakerOutcome
 from fleetkit.breaker.state import STATES, Snapshot, State
-from fleetkit.breaker.transport import BreakerTransport, server_error
 from fleetkit.errors import CircuitOpenError, ConfigError
+
+if TYPE_CHECKING:
+    from fleetkit.breaker.transport import BreakerTransport, server_error
 
 __all__ = [
     "STATES",
@@ -53,6 +55,11 @@ _DEPRECATED = {"MemoryBackend": ("MemoryBreakerBackend", MemoryBreakerBackend),
 
 
 def __getattr__(name: str) -> Any:
+    # The httpx transport needs the `httpx` extra; the breaker itself does not.
+    if name in ("BreakerTransport", "server_error"):
+        from fleetkit.breaker import transport
+
+        return getattr(transport, name)
     if name in _DEPRECATED:
         new, value = _DEPRECATED[name]
         warnings.warn(f"fleetkit.breaker.{name} is deprecated: use {new}", DeprecationWarning,
