@@ -4,8 +4,9 @@
 
 Logs events — MIN of them in chunks of 500 at a pace that takes about 10 s, then 50 every 0.2 s
 — **until** the file STOP exists and at least MIN events are logged: production overlaps
-every fault the test injects, however slow the machine, instead of racing it. After each chunk it writes ``logged spooled replayed`` to STATUS
-(atomically), so the test can wait for the state it needs (e.g. "every producer has spooled").
+every fault the test injects, however slow the machine, instead of racing it. After each
+chunk it writes ``logged spooled replayed`` to STATUS (atomically), so the test can wait for
+the state it needs (e.g. "every producer has spooled").
 Then it flushes, waits for its spool to be replayed, and writes the event ids whose ``log()``
 returned to IDS_OUT.
 """

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from fleetkit.errors import AuditError
+from fleetkit.keys import AUDIT_PREFIX
 
 __all__ = ["DEFAULT_PREFIX", "FORMAT_VERSION", "GROUP", "dead_key", "stream_key", "stream_keys",
            "xadd", "xadd_many"]
 
-DEFAULT_PREFIX = "fleetkit:audit"
+DEFAULT_PREFIX = AUDIT_PREFIX  # the key layout is fleetkit.keys
 GROUP = "audit"
 #: Entry fields: ``v`` (format version), ``n`` (event count), ``e`` (one JSON per line).
 FORMAT_VERSION = b"1"
