@@ -15,6 +15,9 @@ __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
+#: What the commands other than ``healthcheck`` import: the ``server`` extra.
+SERVER_EXTRA = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "argon2")
+
 # Each component with commands has a ``cli.py`` exposing
 # ``register(sub: argparse._SubParsersAction) -> dict[str, Handler]``; the key is the subcommand
 # name as stored in ``args.command``. One line per component here.
@@ -82,6 +85,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     return parser, handlers
 
 
+def missing_server_packages() -> list[str]:
+    """The packages of the ``server`` extra that are not installed (a core-only install)."""
+    import importlib.util
+
+    return [name for name in SERVER_EXTRA if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["healthcheck"]:
@@ -89,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fleetkit.health.probe import main as healthcheck
 
         return healthcheck(argv[1:])
+    missing = missing_server_packages()
+    if missing:
+        print(f"fleetkit: this command needs the 'server' extra (missing: {', '.join(missing)}); "
+              "install it with: pip install 'fleetkit[server]'", file=sys.stderr)
+        return 2
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetkit.db import Database, parse_lsn
-from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL, ROOT
+from tests.db.pgcluster import PgCluster
+from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL
 
 PRIMARY_PORT = 5440
 REPLICA_PORT = 5441
@@ -20,16 +21,6 @@ REPLICA_PORT = 5441
 
 async def port_of(conn: AsyncConnection) -> int:
     return int((await conn.execute(text("SELECT inet_server_port()"))).scalar_one())
-
-
-async def services(command: str) -> None:
-    """``scripts/services.sh replica-stop|replica-start`` (bounded in time)."""
-    proc = await asyncio.create_subprocess_exec(
-        "bash", str(ROOT / "scripts" / "services.sh"), command,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode == 0, out.decode()
 
 
 async def wait_for(predicate_coro, *, seconds: float = 30.0, every: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
@@ -75,3 +66,15 @@ async def table(db: Database) -> AsyncIterator[str]:
     yield name
     async with db.write() as conn:
         await conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A private primary + streaming replica that fault tests may stop, pause or hold in
+    shutdown (the shared 5440/5441 pair serves everyone's tests meanwhile)."""
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()

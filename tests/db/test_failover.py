@@ -1,7 +1,8 @@
-"""Fault tests on the shared replica: stop/start it, pause its replay.
+"""Fault tests: stop/start the replica, pause its replay.
 
-The replica is shared with other engineers' test runs: it is always restarted (or its replay
-resumed) in ``finally``, and kept down only for a few seconds.
+They run on the private primary + replica of tests/db/pgcluster.py (the ``pg_cluster``
+fixture), never on the shared 5440/5441 pair, whose replica serves other test runs meanwhile.
+The replica is still restarted (or its replay resumed) in ``finally``: later tests use it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from fleetkit.db import Database
 from fleetkit.errors import DatabaseError
-from tests.db.conftest import PRIMARY_PORT, REPLICA_PORT, port_of, services, wait_for
-from tests.support import PG_PRIMARY_URL, PG_REPLICA_URL
+from tests.db.conftest import port_of, wait_for
+from tests.db.pgcluster import PgCluster
 
 
-async def test_replica_stop_fails_over_then_comes_back() -> None:
-    db = Database(PG_PRIMARY_URL, read_urls=[PG_REPLICA_URL], write_pool_size=12,
+async def test_replica_stop_fails_over_then_comes_back(pg_cluster: PgCluster) -> None:
+    PRIMARY_PORT, REPLICA_PORT = pg_cluster.primary_port, pg_cluster.replica_port
+    db = Database(pg_cluster.primary_url, read_urls=[pg_cluster.replica_url], write_pool_size=12,
                   read_pool_size=12, health_interval=0.5, connect_timeout=2.0)
     replica = db.replicas[0]
     done: list[tuple[float, int]] = []          # (started, port) of each successful read
@@ -48,13 +50,13 @@ async def test_replica_stop_fails_over_then_comes_back() -> None:
         assert await wait_for(lambda: _async(len(done) > 200))
         stopping = time.monotonic()
         try:
-            await services("replica-stop")
+            await asyncio.to_thread(pg_cluster.stop_replica)
             assert await wait_for(lambda: _async(not replica.healthy), seconds=20)
             detected = replica.changed_at
             n = len(done)
             assert await wait_for(lambda: _async(len(done) > n + 100), seconds=20)
         finally:
-            await services("replica-start")
+            await asyncio.to_thread(pg_cluster.start_replica)
         # The monitor's next successful check puts it back, and reads use it again.
         assert await wait_for(lambda: _async(replica.healthy), seconds=60)
         back = replica.changed_at
@@ -72,10 +74,13 @@ async def test_replica_stop_fails_over_then_comes_back() -> None:
     assert {p for s, p in done if s < stopping} == {REPLICA_PORT}
 
 
-async def test_paused_replay_is_lag_and_read_your_writes_goes_to_primary() -> None:
-    db = Database(PG_PRIMARY_URL, read_urls=[PG_REPLICA_URL], write_pool_size=4,
+async def test_paused_replay_is_lag_and_read_your_writes_goes_to_primary(
+        pg_cluster: PgCluster) -> None:
+    PRIMARY_PORT, REPLICA_PORT = pg_cluster.primary_port, pg_cluster.replica_port
+    db = Database(pg_cluster.primary_url, read_urls=[pg_cluster.replica_url], write_pool_size=4,
                   read_pool_size=4, health_interval=60, max_replica_lag=0.5)
-    direct = create_async_engine(PG_REPLICA_URL.replace("postgresql://", "postgresql+asyncpg://"))
+    direct = create_async_engine(
+        pg_cluster.replica_url.replace("postgresql://", "postgresql+asyncpg://"))
     table = f"fk_test_{uuid.uuid4().hex[:12]}"
     try:
         await db.start()

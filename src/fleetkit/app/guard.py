@@ -22,9 +22,9 @@ import logging
 from collections.abc import Sequence
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetkit.app.problems import problem
+from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["NO_STORE_PREFIXES", "ProtocolGuardMiddleware"]
 

@@ -11,13 +11,17 @@ await b.aclose()
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from fleetkit.breaker.breaker import CircuitBreaker, Fallback, Listener
 from fleetkit.breaker.memory import MemoryBackend
 from fleetkit.breaker.registry import BreakerRegistry
 from fleetkit.breaker.rules import BreakerConfig, Outcome
 from fleetkit.breaker.state import STATES, Snapshot, State
-from fleetkit.breaker.transport import BreakerTransport, server_error
 from fleetkit.errors import CircuitOpenError
+
+if TYPE_CHECKING:
+    from fleetkit.breaker.transport import BreakerTransport, server_error
 
 __all__ = [
     "STATES",
@@ -34,3 +38,12 @@ __all__ = [
     "State",
     "server_error",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The httpx transport needs the `httpx` extra; the breaker itself does not.
+    if name in ("BreakerTransport", "server_error"):
+        from fleetkit.breaker import transport
+
+        return getattr(transport, name)
+    raise AttributeError(f"module 'fleetkit.breaker' has no attribute {name!r}")

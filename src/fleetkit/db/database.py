@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import EmulatedDBAPIException, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.util.concurrency import greenlet_spawn
@@ -31,6 +31,7 @@ from fleetkit.db.engines import (
     PoolStats,
     is_connection_error,
     is_pool_timeout,
+    is_read_only_error,
     make_engine,
     pool_stats,
     sqlstate_of,
@@ -49,10 +50,13 @@ __all__ = ["Database"]
 log = logging.getLogger("fleetkit.db")
 T = TypeVar("T")
 
+# EmulatedDBAPIException: what AsyncEngine.raw_connection() (fetch_all's path) raises when a
+# new connection is refused, e.g. 57P03 "the database system is shutting down": not wrapped in
+# a SQLAlchemyError there, so it must be listed or it escapes as a 500.
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+    SQLAlchemyError, EmulatedDBAPIException, OSError, TimeoutError, asyncpg.PostgresError,
+    asyncpg.InterfaceError,
 )
-_READ_ONLY = "25006"  # read_only_sql_transaction: we are talking to a standby
 _REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 # The insert position, not pg_current_wal_lsn() (the write position): with
 # synchronous_commit=off a commit returns before its record is written, so only the insert
@@ -399,9 +403,12 @@ class Database:
                 async with conn.begin():
                     yield conn
             except _DRIVER_ERRORS as exc:
-                if sqlstate_of(exc) == _READ_ONLY:
+                if is_read_only_error(exc):
                     await _close_quietly(conn)
                     await self.primary_read_only(f"write refused as read-only: {exc}")
+                    raise DatabaseUnavailable(
+                        f"write on primary {node.name}: the server is read-only (demoted?): "
+                        f"{type(exc).__name__}: {exc}") from exc
                 raise self._wrap(exc, f"write on primary {node.name}") from exc
             finally:
                 await _close_quietly(conn)

@@ -19,8 +19,8 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from fleetkit.db.urls import is_sqlite
 
-__all__ = ["PoolStats", "is_connection_error", "is_pool_timeout", "make_engine", "pool_stats",
-           "sqlstate_of"]
+__all__ = ["READ_ONLY_SQLSTATES", "UNAVAILABLE_SQLSTATES", "PoolStats", "is_connection_error",
+           "is_pool_timeout", "is_read_only_error", "make_engine", "pool_stats", "sqlstate_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +125,30 @@ def is_pool_timeout(exc: BaseException) -> bool:
     return isinstance(exc, PoolTimeout)
 
 
+#: SQLSTATEs (exact codes or class prefixes) that mean "this server cannot serve now; another
+#: one may": the read is retried on another replica or the primary, a write answers 503
+#: (DatabaseUnavailable), exactly like a refused connection.
+#:
+#: - ``08``: connection exceptions (08000, 08003, 08006 ...; PgBouncer's "no more connections"
+#:   is 08P01);
+#: - ``53``: insufficient resources (53300 too_many_connections, 53200 out_of_memory, 53100
+#:   disk_full, 53400 configuration_limit_exceeded);
+#: - ``57P``: operator intervention on the server process: 57P01 admin_shutdown, 57P02
+#:   crash_shutdown, 57P03 cannot_connect_now (starting up or shutting down), 57P04
+#:   database_dropped, 57P05 idle_session_timeout. Not 57014 query_canceled: that was the
+#:   statement, not the server.
+#:
+#: ``25006`` read_only_sql_transaction (a write on a demoted primary) and ``55000`` from
+#: ``pg_current_wal_insert_lsn()`` during recovery are handled where writes run
+#: (:data:`READ_ONLY_SQLSTATES`): they mean the *primary* cannot serve writes now.
+UNAVAILABLE_SQLSTATES: tuple[str, ...] = ("08", "53", "57P")
+#: A write reached a server that is (now) a standby: 25006 read_only_sql_transaction.
+READ_ONLY_SQLSTATES: frozenset[str] = frozenset({"25006"})
+
+
 def is_connection_error(exc: BaseException) -> bool:
-    """True when the server is unreachable or dropped the connection (retry elsewhere)."""
+    """True when the server is unreachable, dropped the connection or cannot serve now
+    (:data:`UNAVAILABLE_SQLSTATES`): retry elsewhere, or answer 503."""
     if isinstance(exc, PoolTimeout):
         return False
     if isinstance(exc, OSError | TimeoutError | DisconnectionError):
@@ -134,9 +156,13 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     code = sqlstate_of(exc)
-    # 08xxx connection exceptions; 57P01-57P05 admin/crash shutdown, cannot connect now.
-    if code is not None and (code.startswith("08") or code.startswith("57P")):
+    if code is not None and code.startswith(UNAVAILABLE_SQLSTATES):
         return True
     name = type(getattr(exc, "orig", None) or exc).__name__
     return name in {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"} \
         and "closed" in str(exc).lower()
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """True when a write was refused because the server is a standby (a demoted primary)."""
+    return sqlstate_of(exc) in READ_ONLY_SQLSTATES

@@ -8,20 +8,15 @@ details (outputs, observed values) can reveal topology, so they are only sent wh
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from fleetkit.health.registry import HealthRegistry, HealthReport, Kind
+from fleetkit.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["HealthEndpoint", "HealthMiddleware", "health_routes", "render"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MEDIA_TYPE = b"application/health+json"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,9 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["MetricsApp", "mark_process_dead", "prepare_multiproc_dir", "render_metrics"]
+from fleetkit.types import Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+__all__ = ["MetricsApp", "mark_process_dead", "prepare_multiproc_dir", "render_metrics"]
 
 
 def prepare_multiproc_dir(path: Path) -> None:

@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +24,10 @@ from fleetkit.ratelimit import metrics
 from fleetkit.ratelimit.keys import KeyFunc, ip_key
 from fleetkit.ratelimit.limiter import Decision, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
+from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "problem_body", "ratelimit_headers"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 log = logging.getLogger("fleetkit.ratelimit")

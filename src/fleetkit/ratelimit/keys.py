@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable
+
+from fleetkit.types import Scope
 
 __all__ = ["KeyFunc", "api_key_key", "client_ip", "ip_key", "route_key", "user_key"]
 
-Scope = MutableMapping[str, Any]
 KeyFunc = Callable[[Scope], "str | None"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
