@@ -57,13 +57,7 @@ class Services:
             fallback_instances=settings.rate_limit_fallback_instances,
             instance_id=settings.instance_id,
         )
-        breakers = BreakerRegistry(
-            redis=redis.main, failure_rate_threshold=settings.breaker_failure_rate,
-            minimum_calls=settings.breaker_minimum_calls,
-            window_seconds=settings.breaker_window_seconds,
-            wait_open_seconds=settings.breaker_wait_open_seconds,
-            half_open_permits=settings.breaker_half_open_permits,
-        )
+        breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
         # Other regions' session Redis: foreign tokens are resolved in their home region.
         regions: dict[str, AnyRedis] = {
             name: create_client(url, role=f"sessions-{name}", options=redis.options)
