@@ -2,9 +2,12 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    RequestId → HTTP metrics → protocol guard (header limits, security headers, the 500)
+    overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
+      → protocol guard (header limits, security headers, the 500)
       → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
+
+Admission control is outermost so that a refusal costs nothing else (docs/overload.md).
 
 A route then calls the database through the ``database`` circuit breaker (reads on a replica
 with read-your-writes) and records security-relevant actions in the audit log.
@@ -35,6 +38,7 @@ from fleetkit.observability import (
     RequestIdMiddleware,
     configure_logging,
 )
+from fleetkit.overload import OverloadMiddleware, RouteClassifier
 from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key, user_key
 from fleetkit.sessions import SessionMiddleware
 
@@ -120,6 +124,11 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
                        max_header_count=settings.max_header_count)
     app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
     app.add_middleware(RequestIdMiddleware)
+    if settings.overload_enabled:
+        app.add_middleware(OverloadMiddleware, controller=services.overload,
+                           classifier=RouteClassifier.from_settings(settings),
+                           sampler=services.overload_sampler,
+                           retry_after=settings.overload_retry_after)
     return app
 
 
