@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,19 +50,29 @@ class MigrationResult:
         return self.before != self.after
 
 
-def alembic_config(url: str | URL | None = None) -> Config:
-    """An Alembic ``Config`` for fleetkit's migrations (no ``alembic.ini`` needed)."""
+def alembic_config(url: str | URL | None = None, *,
+                   version_locations: Sequence[str | Path] = ()) -> Config:
+    """An Alembic ``Config`` for fleetkit's migrations (no ``alembic.ini`` needed).
+
+    ``version_locations``: more revision directories chained on fleetkit's own (an
+    application's tables, e.g. ``fleetkit.app.migrations.VERSIONS``), run in one upgrade.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    locations = [MIGRATIONS / "versions", *(Path(p) for p in version_locations)]
+    cfg.set_main_option("version_locations",
+                        os.pathsep.join(str(p) for p in locations).replace("%", "%%"))
     if url is not None:
         rendered = normalize_url(url).render_as_string(hide_password=False)
         cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return cfg
 
 
-def head_revision() -> str | None:
+def head_revision(*, version_locations: Sequence[str | Path] = ()) -> str | None:
     """The single head revision id (Alembic raises if the chain has several heads)."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    cfg = alembic_config(version_locations=version_locations)
+    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def _upgrade(conn: Connection, cfg: Config, revision: str) -> tuple[str | None, str | None]:
@@ -82,11 +93,17 @@ def _file_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-async def migrate(url: str | URL, *, revision: str = "head",
-                  lock_timeout: float = 300.0) -> MigrationResult:
-    """Upgrade the database at ``url`` to ``revision`` under the migration lock."""
+async def migrate(url: str | URL, *, revision: str = "head", lock_timeout: float = 300.0,
+                  version_locations: Sequence[str | Path] = ()) -> MigrationResult:
+    """Upgrade the database at ``url`` to ``revision`` under the migration lock.
+
+    ``version_locations``: extra revision directories (see :func:`alembic_config`). A database
+    already at a revision none of the locations has (e.g. ``0003_app``, the reference service's,
+    migrated here without ``fleetkit.app.migrations.VERSIONS``) is a :class:`DatabaseError`
+    that names the revision.
+    """
     sa_url = normalize_url(url)
-    cfg = alembic_config(sa_url)
+    cfg = alembic_config(sa_url, version_locations=version_locations)
     engine = create_async_engine(sa_url, poolclass=NullPool)
     try:
         if is_sqlite(sa_url):
@@ -112,6 +129,11 @@ async def migrate(url: str | URL, *, revision: str = "head",
                 before, after = await conn.run_sync(_upgrade, cfg, revision)
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migration failed: {type(exc).__name__}: {exc}") from exc
+    except CommandError as exc:  # e.g. "Can't locate revision identified by '0003_app'"
+        raise DatabaseError(
+            f"migration failed: {exc} (a revision of an application's own migrations? pass "
+            "its directory in version_locations=, e.g. fleetkit.app.migrations.VERSIONS)"
+        ) from exc
     finally:
         await engine.dispose()
     return MigrationResult(before, after, waited)
