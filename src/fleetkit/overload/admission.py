@@ -159,12 +159,14 @@ class AdmissionController:
             return ADMITTED
         # The refusal path: as little work as possible, it runs twice per served request at 3x.
         self._blocked = True
-        if (self._queued >= self._queue_cap
-                or (priority is Priority.SHEDDABLE and (self.overloaded or self._standing(now)))):
-            if priority is Priority.SHEDDABLE or not self._evict_below(priority, now):
-                self.refused[priority] += 1
-                self.last_refusal = now
-                return REFUSED
+        sheddable = priority is Priority.SHEDDABLE
+        full = self._queued >= self._queue_cap
+        # Sheddable never queues while overloaded and has nobody below it to evict.
+        if (full or (sheddable and (self.overloaded or self._standing(now)))) and (
+                sheddable or not self._evict_below(priority, now)):
+            self.refused[priority] += 1
+            self.last_refusal = now
+            return REFUSED
         return QUEUE
 
     def enqueue(self, priority: Priority, waiter: Waiter) -> None:
