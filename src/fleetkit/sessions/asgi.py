@@ -18,7 +18,7 @@ are not ``Secure``, so the ``__Host-`` prefix is removed from the cookie name as
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -26,9 +26,6 @@ from fleetkit.sessions.metrics import WRITE_FAILURES
 from fleetkit.sessions.store import Session, SessionStore
 from fleetkit.sessions.tokens import MAX_TOKEN_LEN, parse_token
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
-
-if TYPE_CHECKING:  # starlette is an extra: the middleware itself is pure ASGI
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SessionContext", "SessionMiddleware"]
 
