@@ -109,6 +109,38 @@ class Settings(BaseSettings):
     rate_limit_fallback_instances: int = Field(1, ge=1, description="Used when no heartbeat.")
     trusted_proxies: CommaList = Field(default_factory=list, description="CIDRs of proxies.")
 
+    # --- overload protection (admission control, docs/overload.md) --------------------------
+    overload_enabled: bool = Field(
+        True, description="Adaptive admission control: refuse the excess with 503 by priority."
+    )
+    overload_target_delay: float = Field(
+        0.02, gt=0, le=10,
+        description="Seconds of queueing (event-loop lag) a request may wait before it runs.",
+    )
+    overload_target_latency: float = Field(
+        0.25, gt=0, le=600, description="Mean seconds of an admitted request at the limit.",
+    )
+    overload_queue_timeout: float = Field(
+        0.05, ge=0, le=60, description="Longest wait in the admission queue (CoDel interval).",
+    )
+    overload_min_limit: int = Field(8, ge=1, le=100_000, description="Lowest concurrency limit.")
+    overload_max_limit: int = Field(1024, ge=1, le=100_000,
+                                    description="Highest concurrency limit (per process).")
+    overload_retry_after: int = Field(
+        3, ge=1, le=3600, description="Refusals say Retry-After 1..N seconds (jittered).",
+    )
+    overload_priority_header: str = Field(
+        "x-priority", pattern=r"^[A-Za-z0-9-]{0,64}$",
+        description="Header naming a request's class; believed only from TRUSTED_PROXIES.",
+    )
+    overload_route_classes: CommaList = Field(
+        default_factory=lambda: [
+            "/health=never", "/metrics=never", "/v1/auth/login=critical",
+            "/v1/auth/logout=critical", "/docs=sheddable", "/openapi.json=sheddable",
+        ],
+        description="Comma-separated 'path-prefix=class' (never, critical, normal, sheddable).",
+    )
+
     # --- sessions ---------------------------------------------------------------------------
     session_idle_ttl: int = Field(1800, ge=1)
     session_absolute_ttl: int = Field(86_400, ge=1)
@@ -146,7 +178,8 @@ class Settings(BaseSettings):
     # --- reference service ------------------------------------------------------------------
     admin_email: str | None = Field(None, description="Given the admin role when it registers.")
 
-    @field_validator("database_read_urls", "trusted_proxies", "session_regions", mode="before")
+    @field_validator("database_read_urls", "trusted_proxies", "session_regions",
+                     "overload_route_classes", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _split(value)
@@ -199,10 +232,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} must look like 'eu-west=redis://host:6379'")
         return value
 
+    @field_validator("overload_route_classes")
+    @classmethod
+    def _check_route_classes(cls, value: list[str]) -> list[str]:
+        classes = ("never", "critical", "normal", "sheddable")
+        for item in value:
+            prefix, sep, name = item.partition("=")
+            if not sep or not prefix.strip().startswith("/") or name.strip().lower() not in classes:
+                raise ValueError(f"{item!r} must look like '/v1/auth/login=critical' (classes: "
+                                 f"{', '.join(classes)})")
+        return value
+
     @model_validator(mode="after")
     def _check_pools(self) -> Settings:
         if self.session_absolute_ttl < self.session_idle_ttl:
             raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
+        if self.overload_min_limit > self.overload_max_limit:
+            raise ValueError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
         return self
 
     @property

@@ -68,12 +68,15 @@ async def breakers(_: Admin, svc: Svc) -> list[BreakerOut]:
 
 @router.post("/breakers/{name}/{action}", response_model=BreakerOut)
 async def breaker_action(name: Annotated[str, Path(max_length=64)],
-                         action: Literal["force-open", "close", "reset", "disable"],
+                         action: Literal["force-open", "force-close", "close", "reset",
+                                         "disable"],
                          request: Request, admin: Admin, svc: Svc) -> BreakerOut:
     if name not in svc.breakers:
         raise Problem(404, f"no breaker named {name!r}", type_="not-found")
     breaker = svc.breakers.get(name)
-    run = {"force-open": breaker.force_open, "close": breaker.close, "reset": breaker.reset,
+    # "close" is the older spelling of "force-close": the fleet's breaker, not a shutdown.
+    run = {"force-open": breaker.force_open, "force-close": breaker.force_close,
+           "close": breaker.force_close, "reset": breaker.reset,
            "disable": breaker.disable}[action]
     await run()
     await svc.audit_event(_event(request, admin.user_id, f"breaker.{action}",

@@ -2,8 +2,11 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    RequestId → HTTP metrics → health (/health*, answered here) → body limit → sessions
+    overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
+      → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
+
+Admission control is outermost so that a refusal costs nothing else (docs/overload.md).
 
 A route then calls the database through the ``database`` circuit breaker (reads on a replica
 with read-your-writes) and records security-relevant actions in the audit log.
@@ -33,6 +36,7 @@ from fleetkit.observability import (
     RequestIdMiddleware,
     configure_logging,
 )
+from fleetkit.overload import OverloadMiddleware, RouteClassifier
 from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key, user_key
 from fleetkit.sessions import SessionMiddleware
 
@@ -111,6 +115,11 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
                        service_id=settings.instance_id, version="0.1.0")
     app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
     app.add_middleware(RequestIdMiddleware)
+    if settings.overload_enabled:
+        app.add_middleware(OverloadMiddleware, controller=services.overload,
+                           classifier=RouteClassifier.from_settings(settings),
+                           sampler=services.overload_sampler,
+                           retry_after=settings.overload_retry_after)
     return app
 
 

@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from fleetkit.health import ComponentStatus
+from fleetkit.keys import SESSIONS_PREFIX
 from fleetkit.monitor import metrics as m
 from fleetkit.monitor.worker import BUCKETS, WorkerConfig, run_worker
 
@@ -49,8 +50,8 @@ class SessionMonitor:
     the in-memory store prunes itself."""
 
     def __init__(
-        self, *, redis_url: str | None, prefix: str = "fk:", instance_id: str = "fleetkit",
-        interval: float = 30.0, heartbeat_interval: float = 1.0,
+        self, *, redis_url: str | None, prefix: str = SESSIONS_PREFIX,
+        instance_id: str = "fleetkit", interval: float = 30.0, heartbeat_interval: float = 1.0,
         heartbeat_timeout: float = 10.0, startup_timeout: float = 30.0,
         lease_ttl: float | None = None, backoff: float = 0.5, backoff_max: float = 30.0,
         scan_count: int = 500,

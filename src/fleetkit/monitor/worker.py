@@ -20,6 +20,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fleetkit.keys import (
+    SESSION,
+    SESSION_TOMBSTONE,
+    SESSIONS_PREFIX,
+    index_base,
+    monitor_lease_key,
+    session_index_pattern,
+)
 from fleetkit.redis import Coalescer, Script, create_client
 
 __all__ = ["BUCKETS", "WorkerConfig", "bucket_of", "run_worker"]
@@ -41,7 +49,7 @@ class WorkerConfig:
     """Everything the worker needs (picklable: it crosses the spawn boundary)."""
 
     redis_url: str
-    prefix: str = "fk:"
+    prefix: str = SESSIONS_PREFIX
     instance_id: str = "fleetkit"
     interval: float = 30.0
     heartbeat_interval: float = 1.0
@@ -51,12 +59,16 @@ class WorkerConfig:
 
     @property
     def lease_key(self) -> str:
-        return f"{self.prefix}monitor:lease"
+        return monitor_lease_key(self.prefix)
 
     @property
     def pattern(self) -> str:
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
-        return escaped + "{*}u*"
+        return session_index_pattern(self.prefix)
+
+
+def _prune_args(index_key: str, since: int) -> list[str | int]:
+    base = index_base(index_key)
+    return [base + SESSION, base + SESSION_TOMBSTONE, since]
 
 
 def run_worker(config: WorkerConfig, conn: Connection) -> None:
@@ -145,7 +157,7 @@ class _Worker:
         async def flush() -> bool:
             nonlocal first_now
             replies = await asyncio.gather(*(
-                coalescer.run(PRUNE, [k], [k[: k.index("}") + 1], since]) for k in batch))
+                coalescer.run(PRUNE, [k], _prune_args(k, since)) for k in batch))
             for live, expired, revoked, created, now in replies:
                 first_now = int(now) if first_now is None else first_now
                 totals["indexes"] += 1

@@ -21,6 +21,12 @@ from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 from fleetkit.health import ComponentStatus
+from fleetkit.keys import (
+    RATELIMIT_ALGORITHM_TAGS,
+    RATELIMIT_PREFIX,
+    escape_tag,
+    ratelimit_instances_key,
+)
 from fleetkit.ratelimit import metrics
 from fleetkit.ratelimit.limits import HEADER, HIT_HEADER, Limit
 from fleetkit.ratelimit.memory import ALGORITHMS, MemoryBackend
@@ -43,7 +49,6 @@ SCRIPTS: dict[str, Script] = {
     for name in ALGORITHMS
 }
 HEARTBEAT = Script.from_package("fleetkit.ratelimit", "heartbeat.lua")
-_TAGS = {"sliding_window": "sw", "sliding_log": "sl", "gcra": "gc"}
 # The limiter's own coalescer sends smaller batches, several on the wire at once: its scripts
 # cost Redis several microseconds a decision, and with one big batch Python would sit idle
 # while Redis runs it. Smaller batches overlap the work here with script execution there.
@@ -132,14 +137,6 @@ def _from_reply(reply: Sequence[int], limits: tuple[Limit, ...], backend: str) -
                     limits, reply)
 
 
-def _tag(key: str) -> str:
-    # Every key of one request shares the hash tag {key}; braces inside it would end the tag
-    # early (or leave it empty), so they are escaped, and so is the escape character.
-    if "{" in key or "}" in key or "%" in key:
-        key = key.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return key
-
-
 class _Pending(NamedTuple):
     """A decision whose script is queued in the coalescer (see RateLimiter._begin)."""
 
@@ -169,7 +166,7 @@ class RateLimiter:
 
     def __init__(
         self, *, redis: Any = None, algorithm: Algorithm = "sliding_window",
-        prefix: str = "fk:rl:", failure_mode: FailureMode = "local",
+        prefix: str = RATELIMIT_PREFIX, failure_mode: FailureMode = "local",
         fallback_instances: int = 1, instance_id: str | None = None,
         heartbeat_interval: float = 5.0, probe_interval: float = 0.25,
         probe_max_interval: float = 5.0, max_local_keys: int = 100_000,
@@ -194,7 +191,7 @@ class RateLimiter:
         self._script = SCRIPTS[algorithm]
         self._evaluate = ALGORITHMS[algorithm]
         self._base = f"{prefix}{{"
-        self._end = f"}}:{_TAGS[algorithm]}"
+        self._end = f"}}:{RATELIMIT_ALGORITHM_TAGS[algorithm]}"
         self._clock = clock
         self._own_coalescer = coalescer is None and redis is not None
         self._coalescer = coalescer or (
@@ -214,7 +211,7 @@ class RateLimiter:
         self._next_probe = 0.0
         # Heartbeat: announced every interval; the count divides limits in local fallback.
         self._heartbeat_interval = heartbeat_interval
-        self._heartbeat_key = f"{prefix}{{instances}}"
+        self._heartbeat_key = ratelimit_instances_key(prefix)
         self._next_heartbeat = 0.0
         self._live: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -355,7 +352,7 @@ class RateLimiter:
     def _keys(self, key: str, limits: tuple[Limit, ...]) -> list[str]:
         if not key:
             raise ValueError("the rate limit key must not be empty")
-        base = self._base + _tag(key) + self._end
+        base = self._base + escape_tag(key) + self._end
         return [base + lim.suffix for lim in limits]
 
     async def _check(self, key: str, limits: tuple[Limit, ...], cost: int, dry: bool,

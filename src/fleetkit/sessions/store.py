@@ -30,6 +30,11 @@ import orjson
 
 from fleetkit.errors import BackendUnavailable, SessionLimitExceeded
 from fleetkit.health import ComponentStatus
+from fleetkit.keys import SESSION as _S
+from fleetkit.keys import SESSION_INDEX as _U
+from fleetkit.keys import SESSION_ROTATED as _R
+from fleetkit.keys import SESSION_TOMBSTONE as _T
+from fleetkit.keys import SESSIONS_PREFIX, session_base
 from fleetkit.observability.metrics import LabelCache
 from fleetkit.redis import Coalescer, Script
 from fleetkit.sessions import metrics as m
@@ -147,7 +152,8 @@ class SessionStore:
     def __init__(
         self, *, redis: Any = None, idle_ttl: float = 1800, absolute_ttl: float = 86_400,
         max_per_user: int = 5, on_limit: OnLimit = "evict_oldest", rotation_grace: float = 30.0,
-        tombstone_ttl: float = 300.0, touch_interval: float | None = None, prefix: str = "fk:",
+        tombstone_ttl: float = 300.0, touch_interval: float | None = None,
+        prefix: str = SESSIONS_PREFIX,
         region: str = "local", regions: Mapping[str, Any] | None = None,
         foreign_tokens: ForeignPolicy = "route", routing_key: bytes | None = None,
         coalescer: Coalescer | None = None, stale_cache_size: int = 10_000,
@@ -189,7 +195,7 @@ class SessionStore:
 
     # --- keys ---------------------------------------------------------------------------------
     def _base(self, route: str) -> str:
-        return f"{self.prefix}{{{route}}}"
+        return session_base(self.prefix, route)
 
     def index_key(self, user_id: str) -> str:
         return f"{self._base(make_route(user_id, self._routing_key))}u{user_id}"
@@ -233,7 +239,7 @@ class SessionStore:
         policy = "refuse" if self.on_limit == "refuse" else "evict"
         values = dict(data or {})
         reply = await self._run(
-            "create", self.router.local, CREATE, [base + "s" + sid, base + "u" + user_id],
+            "create", self.router.local, CREATE, [base + _S + sid, base + _U + user_id],
             [base, sid, user_id, self.idle_ms, self.abs_ms, self.max_per_user, policy,
              self.tomb_ms, ip[:_MAX_IP], user_agent[:_MAX_UA], *_encode(values)],
         )
@@ -263,7 +269,7 @@ class SessionStore:
         parsed, backend = found
         base, sid = self._base(parsed.route), parsed.sid
         try:
-            reply = await self._run("get", backend, GET, [base + "s" + sid, base + "r" + sid],
+            reply = await self._run("get", backend, GET, [base + _S + sid, base + _R + sid],
                                     [base, sid, self.idle_ms, self.abs_ms, self.touch_ms])
         except BackendUnavailable:
             stale = self._stale(sid, token)
@@ -303,7 +309,7 @@ class SessionStore:
         if not pairs and not removed:
             return True
         reply = int(await self._run(
-            "update", backend, UPDATE, [base + "s" + sid, base + "r" + sid, base + "t" + sid],
+            "update", backend, UPDATE, [base + _S + sid, base + _R + sid, base + _T + sid],
             [base, self.abs_ms, len(pairs) // 2, *pairs, *removed],
         ))
         outcome = {1: "ok", 0: "miss", -1: "revoked"}[reply]
@@ -324,7 +330,7 @@ class SessionStore:
         tok = new_token(parsed.region, parsed.route)
         pairs = _encode(dict(data or {}))
         reply = await self._run(
-            "rotate", backend, ROTATE, [base + "s" + old, base + "r" + old, base + "s" + tok.sid],
+            "rotate", backend, ROTATE, [base + _S + old, base + _R + old, base + _S + tok.sid],
             [base, old, tok.sid, self.idle_ms, self.abs_ms, self.grace_ms, len(pairs) // 2,
              *pairs],
         )
@@ -350,7 +356,7 @@ class SessionStore:
         base, sid = self._base(parsed.route), parsed.sid
         self._forget(sid)
         reply = int(await self._run("revoke", backend, REVOKE,
-                                    [base + "s" + sid, base + "r" + sid],
+                                    [base + _S + sid, base + _R + sid],
                                     [base, sid, self.tomb_ms]))
         m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
         return reply == 1
@@ -366,7 +372,7 @@ class SessionStore:
         base = self._base(make_route(user_id, self._routing_key))
         self._forget(session_id)
         reply = int(await self._run("revoke", self.router.local, REVOKE,
-                                    [base + "s" + session_id, base + "r" + session_id],
+                                    [base + _S + session_id, base + _R + session_id],
                                     [base, session_id, self.tomb_ms]))
         m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
         return reply == 1
@@ -377,14 +383,14 @@ class SessionStore:
         for sid in [k for k, c in self._cache.items() if c.session.user_id == user_id]:
             self._forget(sid)
         n = int(await self._run("revoke_all", self.router.local, REVOKE_ALL,
-                                [base + "u" + user_id], [base, self.tomb_ms]))
+                                [base + _U + user_id], [base, self.tomb_ms]))
         m.OPERATIONS.labels("revoke_all", "ok").inc()
         return n
 
     async def list(self, user_id: str) -> builtins.list[SessionInfo]:
         """The user's live sessions, oldest first, with created/last seen/ip/user agent."""
         base = self._base(make_route(user_id, self._routing_key))
-        reply = await self._run("list", self.router.local, LIST, [base + "u" + user_id], [base])
+        reply = await self._run("list", self.router.local, LIST, [base + _U + user_id], [base])
         if int(reply[0]):
             m.PRUNED.labels("script").inc(int(reply[0]))
         now = int(reply[1])
