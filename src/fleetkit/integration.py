@@ -4,12 +4,14 @@ and the middleware stack in the one order that works.
 :class:`Fleet` is framework-neutral (pure ASGI); :func:`fleetkit.fastapi.install` plugs it into
 a FastAPI or Starlette app in one call. The order, outermost first::
 
-    RequestId → HTTP metrics → health (/health*) → overload admission (if installed)
+    overload admission (OVERLOAD_ENABLED) → RequestId → HTTP metrics → health (/health*)
       → body limit → sessions → rate limit → the app
 
-Request ids first so every log line and audit event has one; metrics time everything below;
-health answers probes before anything can refuse them; admission control sheds load before any
-work; sessions before rate limiting, which keys per-user policies on the session's user.
+Admission control is outermost so a refusal costs nothing else (it lets probes and /metrics
+through uncounted; docs/overload.md); request ids next so every log line and audit event has
+one; metrics time everything below; health answers probes before anything can refuse them;
+sessions before rate limiting, which keys per-user policies on the session's user. This is the
+order of the reference service (``fleetkit serve``) and of its benchmarks.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from fleetkit.errors import ConfigError
 from fleetkit.health import HealthMiddleware, HealthRegistry, add_redis_checks, component_check
 from fleetkit.monitor import SessionMonitor
 from fleetkit.observability import HTTPMetricsMiddleware, RequestIdMiddleware
+from fleetkit.overload import (
+    AdmissionController,
+    LoopLagSampler,
+    OverloadMiddleware,
+    RouteClassifier,
+)
 from fleetkit.ratelimit import Policy, RateLimiter, RateLimitMiddleware, ip_key, user_key
 from fleetkit.redis import RedisClients
 from fleetkit.sessions import SessionMiddleware, SessionStore
@@ -62,6 +70,8 @@ class Fleet:
     health: HealthRegistry
     monitor: SessionMonitor | None = None
     db: Database | None = None
+    overload: AdmissionController | None = None
+    overload_sampler: LoopLagSampler | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -87,12 +97,7 @@ class Fleet:
             idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
             max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
             region=settings.region)
-        breakers = BreakerRegistry(
-            redis=redis.main, failure_rate_threshold=settings.breaker_failure_rate,
-            minimum_calls=settings.breaker_minimum_calls,
-            window_seconds=settings.breaker_window_seconds,
-            wait_open_seconds=settings.breaker_wait_open_seconds,
-            half_open_permits=settings.breaker_half_open_permits)
+        breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
         spool = Path(settings.audit_spool_dir)
         audit = AuditLog(redis=redis.main, shards=settings.audit_stream_shards, spool_dir=spool,
                          sqlite_path=spool.parent / "audit.db", instance=settings.instance_id)
@@ -101,9 +106,13 @@ class Fleet:
             supervisor = SessionMonitor(
                 redis_url=settings.redis_session_url or settings.redis_url,
                 instance_id=settings.instance_id, interval=settings.session_monitor_interval)
+        # One admission controller per process: the event loop's lag is its signal.
+        overload = AdmissionController.from_settings(settings) if settings.overload_enabled \
+            else None
         fleet = cls(settings=settings, redis=redis, limiter=limiter, sessions=sessions,
                     breakers=breakers, audit=audit, health=HealthRegistry.from_settings(settings),
-                    monitor=supervisor, db=db)
+                    monitor=supervisor, db=db, overload=overload,
+                    overload_sampler=LoopLagSampler(overload) if overload else None)
         fleet._register_checks()
         return fleet
 
@@ -120,6 +129,10 @@ class Fleet:
         h.add("audit", component_check(self.audit), critical=False)
         if self.monitor is not None:
             h.add("session-monitor", component_check(self.monitor), critical=False)
+        if self.overload is not None:
+            # warn while shedding, never fail: a busy instance stays in rotation.
+            h.add("overload", component_check(self.overload), critical=False,
+                  measurement="limit")
 
     # --- middleware ---------------------------------------------------------------------
     def policies(self, *, login_path: str | None = None) -> list[Policy]:
@@ -147,15 +160,16 @@ class Fleet:
                                  "cookie_secure": s.session_cookie_secure}),
             (BodyLimitMiddleware, {"max_bytes": s.max_body_bytes}),
         ]
-        overload = _overload_layer(s)
-        if overload is not None:
-            layers.append(overload)
         layers += [
             (HealthMiddleware, {"registry": self.health, "show_details": s.health_show_details,
                                 "service_id": s.instance_id, "version": version}),
             (HTTPMetricsMiddleware, {"exclude": ("/metrics",)}),
             (RequestIdMiddleware, {}),
         ]
+        if self.overload is not None:
+            layers.append((OverloadMiddleware, {
+                "controller": self.overload, "classifier": RouteClassifier.from_settings(s),
+                "sampler": self.overload_sampler, "retry_after": s.overload_retry_after}))
         return layers
 
     def wrap(self, app: ASGIApp, **options: Any) -> ASGIApp:
@@ -177,12 +191,16 @@ class Fleet:
         if self.monitor is not None:
             await self.monitor.start()
         await self.health.start()
+        if self.overload_sampler is not None:
+            self.overload_sampler.start()
         log.info("fleetkit ready (%s mode, instance %s)",
                  "embedded" if self.redis.embedded else "distributed", self.settings.instance_id)
 
     async def aclose(self) -> None:
         """Stop in dependency order: health first (readiness 503), audit flushed late."""
         steps: list[Callable[[], Any]] = [self.health.aclose]
+        if self.overload_sampler is not None:
+            steps.append(self.overload_sampler.aclose)
         if self.monitor is not None:
             steps.append(self.monitor.stop)
         steps += [self.breakers.aclose, self.limiter.aclose, self.audit.aclose]
@@ -223,15 +241,3 @@ def _database(settings: Settings) -> Database:
             "'fleetkit[postgres]' (or 'fleetkit[sqlite]'), or pass database=False") from exc
     return Database.from_settings(settings)
 
-
-def _overload_layer(settings: Settings) -> Layer | None:
-    """Admission control when :mod:`fleetkit.overload` is present (it is optional)."""
-    try:
-        from fleetkit import overload  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    factory = getattr(overload, "layer_from_settings", None)
-    if factory is None:
-        return None
-    layer: Layer | None = factory(settings)
-    return layer
