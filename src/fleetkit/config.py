@@ -176,7 +176,10 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path | None = None
 
     # --- reference service ------------------------------------------------------------------
-    admin_email: str | None = Field(None, description="Given the admin role when it registers.")
+    # Removed: whoever registered this address first became an admin, with no proof of owning
+    # it. Still declared so that a deployment that sets it fails at start-up instead of
+    # silently running without its admin (see _check_removed).
+    admin_email: str | None = Field(None, description="Removed; use `fleetkit admin create`.")
 
     @field_validator("database_read_urls", "trusted_proxies", "session_regions",
                      "overload_route_classes", mode="before")
@@ -231,6 +234,15 @@ class Settings(BaseSettings):
             if not sep or not name or not url:
                 raise ValueError(f"{item!r} must look like 'eu-west=redis://host:6379'")
         return value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _check_removed(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError("ADMIN_EMAIL is no longer supported (whoever registered that address "
+                             "first became an admin); create the first admin with "
+                             "`fleetkit admin create EMAIL` and unset ADMIN_EMAIL")
+        return None
 
     @field_validator("overload_route_classes")
     @classmethod

@@ -26,7 +26,7 @@ from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
 from fleetkit.errors import DatabaseError
 from fleetkit.observability import get_request_id
-from fleetkit.ratelimit import client_ip, ratelimit_headers
+from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
 from fleetkit.sessions import Session, SessionContext
 
 __all__ = ["router"]
@@ -38,6 +38,7 @@ T = TypeVar("T")
 # much as running it (bench/http_load.py profile); bound parameters vary, the SQL does not.
 _USER_BY_ID = sa.select(users.c.id, users.c.email, users.c.role, users.c.created_at).where(
     users.c.id == sa.bindparam("uid"))
+_ROLE_OF = sa.select(users.c.role).where(users.c.id == sa.bindparam("uid"))
 _USER_BY_EMAIL = sa.select(users).where(users.c.email == sa.bindparam("email"))
 _ITEM_BY_ID = sa.select(items).where(items.c.id == sa.bindparam("item_id"))
 _ITEMS_PAGE = (sa.select(items)
@@ -189,6 +190,21 @@ async def _write(svc: Services, session: Session | None,
     return result
 
 
+async def current_role(svc: Services, session: Session) -> str | None:
+    """The user's role on the primary now, not the one the session cached at login.
+
+    Only privileged routes pay this read (a demotion must bite at once, whatever changed the
+    row); it bypasses the ``database`` breaker so that an admin can still close a breaker
+    forced open. A primary outage fails closed (503). A cached role that is no longer true is
+    corrected in the session, so the next privileged request is refused without a read.
+    """
+    async with svc.db.write() as conn:
+        role = (await conn.execute(_ROLE_OF, {"uid": int(session.user_id)})).scalar_one_or_none()
+    if role != session.data.get("role"):
+        session.data["role"] = role or "none"
+    return str(role) if role is not None else None
+
+
 def _user_out(row: Any) -> UserOut:
     """From a mapping: a ``fetch_all`` row or a SQLAlchemy ``row._mapping``."""
     created = row["created_at"]
@@ -208,9 +224,7 @@ async def ping() -> dict[str, bool]:
              responses={409: {"description": "email already registered"}})
 async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
     password_hash = await hash_password(body.password)
-    admin = svc.settings.admin_email is not None and (
-        body.email == svc.settings.admin_email.strip().lower())
-    role = "admin" if admin else "user"
+    role = "user"  # the only way to an admin is `fleetkit admin create` or an admin's grant
 
     async def insert(conn: AsyncConnection) -> Any:
         result = await conn.execute(
@@ -231,11 +245,22 @@ async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
     return _user_out(row._mapping)
 
 
+def _quota_exceeded(request: Request, results: list[tuple[str, Decision]]) -> Response:
+    """The same 429 as the rate-limit middleware's (problem type, fields), for a limit that a
+    route checks itself. The middleware merges these limits into its own RateLimit fields, so
+    the response carries one RateLimit/RateLimit-Policy pair and one Retry-After."""
+    for name, decision in results:
+        record_decision(request.scope, name, decision)
+    headers = {k.decode(): v.decode() for k, v in ratelimit_headers(results)}
+    return Response(problem_body(results, request.url.path), status_code=429, headers=headers,
+                    media_type="application/problem+json")
+
+
 @router.post("/auth/login", response_model=LoginOut,
              responses={401: {"description": "wrong email or password"},
                         429: {"description": "too many attempts"}})
 async def login(body: Credentials, request: Request, response: Response, svc: Svc,
-                ctx: Ctx) -> LoginOut:
+                ctx: Ctx) -> LoginOut | Response:
     # Per-account limit on top of the per-IP login policy: stops one account being guessed
     # from many addresses. Keyed by a hash so no email is stored in Redis.
     account = hashlib.sha256(body.email.encode()).hexdigest()[:32]
@@ -244,11 +269,7 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     if not decision.allowed:
         await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
                                      "too many attempts for this account"))
-        retry = max(1, round(decision.retry_after or 1))
-        headers = {k.decode(): v.decode() for k, v in ratelimit_headers(
-            [("login-account", decision)])}
-        raise Problem(429, "too many login attempts; retry later", type_="quota-exceeded",
-                      headers={**headers, "Retry-After": str(retry)})
+        return _quota_exceeded(request, [("login-account", decision)])
 
     async def find(conn: AsyncConnection) -> Any:
         result = await conn.execute(_USER_BY_EMAIL, {"email": body.email})
@@ -401,7 +422,8 @@ async def audit_trail(session: Auth, svc: Svc, request: Request,
                       before: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{36}$")] = None,
                       ) -> Page:
     """The caller's own audit events, newest first (admins may ask for any ``actor``)."""
-    if actor is not None and actor != session.user_id and session.data.get("role") != "admin":
+    if actor is not None and actor != session.user_id and (
+            session.data.get("role") != "admin" or await current_role(svc, session) != "admin"):
         await svc.audit_event(_event(request, session.user_id, "audit.read", f"actor/{actor}",
                                      "denied", "not an admin"))
         raise Problem(403, "only admins may read other users' audit trails", type_="forbidden")

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.exceptions import HTTPException
 
-from fleetkit.ratelimit.asgi import problem_body, ratelimit_headers
+from fleetkit.ratelimit.asgi import problem_body, ratelimit_headers, record_decision
 from fleetkit.ratelimit.keys import KeyFunc, ip_key
 from fleetkit.ratelimit.limiter import Decision, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
@@ -69,6 +69,9 @@ class RateLimit:
         decision = await self.limiter.hit_many(f"{self.name}:{key}", self.limits,
                                                cost=self.cost, policy=self.name)
         fields = ratelimit_headers([(self.name, decision)]) if self.headers else []
+        if self.headers and not self.shadow:
+            # RateLimitMiddleware (if outside) merges it into one RateLimit/-Policy pair.
+            record_decision(request.scope, self.name, decision)
         if not decision.allowed and not self.shadow:
             raise RateLimited(self.name, decision, fields)
         if not self.shadow:
