@@ -14,13 +14,14 @@ from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["BodyLimitMiddleware"]
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
     """413 problem+json for bodies over ``max_bytes`` (declared or streamed); 400 for an
-    invalid ``Content-Length``."""
+    invalid ``Content-Length``.
+
+    A streamed (chunked) body is cut where it crosses the limit: the 413 is sent from inside
+    ``receive`` and the app is told the client left. Raising instead would not work: FastAPI
+    turns any exception while it reads the body into a 400.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -40,28 +41,31 @@ class BodyLimitMiddleware:
                     await self._reject(scope, send, declared)
                     return
         seen = 0
-        started = False
+        started = rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    if not started:  # else the app already answered: just stop its reading
+                        rejected = True
+                        await self._reject(scope, send, seen)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 is the answer; whatever the app makes of the disconnect is not
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, send, seen)
+        await self.app(scope, limited_receive, tracking_send)
 
     async def _reject(self, scope: Scope, send: Send, size: int) -> None:
         too_large = size >= 0
