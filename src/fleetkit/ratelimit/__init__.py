@@ -8,7 +8,14 @@ for all limits of a request), an in-memory twin, a local fallback, and ASGI/Fast
 
 from __future__ import annotations
 
-from fleetkit.ratelimit.asgi import PROBLEM_TYPE, Policy, RateLimitMiddleware, ratelimit_headers
+from fleetkit.ratelimit.asgi import (
+    PROBLEM_TYPE,
+    Policy,
+    RateLimitMiddleware,
+    problem_body,
+    ratelimit_headers,
+    record_decision,
+)
 from fleetkit.ratelimit.keys import api_key_key, client_ip, ip_key, route_key, user_key
 from fleetkit.ratelimit.limiter import Decision, LimitState, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
@@ -27,7 +34,9 @@ __all__ = [
     "client_ip",
     "ip_key",
     "parse_limits",
+    "problem_body",
     "ratelimit_headers",
+    "record_decision",
     "route_key",
     "user_key",
 ]
