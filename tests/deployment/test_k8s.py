@@ -158,12 +158,13 @@ def test_configmap_is_a_valid_settings_environment() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     unknown = set(data) - fields - NON_SETTINGS_ENV
     assert not unknown, f"not fleetkit settings: {sorted(unknown)}"
-    settings = load_settings(env=data)
+    # SECRET_KEY (required in production) comes from the Secret, as the connection URLs do.
+    settings = load_settings(env={**data, "SECRET_KEY": "from-the-secret-" * 3})
     assert settings.environment == "production"
     assert settings.session_cookie_secure is True
     assert settings.web_concurrency == 2
     # Secrets never live in the ConfigMap.
-    assert not {"REDIS_URL", "DATABASE_URL", "DATABASE_READ_URLS"} & set(data)
+    assert not {"REDIS_URL", "DATABASE_URL", "DATABASE_READ_URLS", "SECRET_KEY"} & set(data)
 
 
 def test_every_container_reads_the_same_config_and_secret() -> None:
