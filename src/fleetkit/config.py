@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fleetkit.errors import ConfigError
+from fleetkit.redaction import redact_text
 
 __all__ = ["Settings", "load_settings", "parse_policy_list", "redact_url"]
 
@@ -29,6 +30,11 @@ _DB_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres", "sqlite", "sqlite
 _POLICY_RE = re.compile(
     r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day|s|m|h|d)s?\s*$", re.I
 )
+# The limiter packs amount and window (ms) as int64: bound both well inside that.
+_MAX_AMOUNT = 10**12
+_MAX_MULTIPLIER = 10**6
+# RFC 6265 cookie-name: an HTTP token (no ';', '=', space, quote, control characters).
+_COOKIE_NAME_RE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
 
 CommaList = Annotated[list[str], NoDecode]
 # Settings whose value is never shown in an error message, not even redacted.
@@ -39,8 +45,14 @@ def parse_policy_list(value: str) -> list[str]:
     """Split ``"20/second;1000/hour"`` into items, checking each one's shape."""
     items = [p.strip() for p in re.split(r"[;,]", value) if p.strip()]
     for item in items:
-        if not _POLICY_RE.match(item):
+        match = _POLICY_RE.match(item)
+        if not match:
             raise ValueError(f"{item!r} is not a rate limit such as '100/minute'")
+        amount, multiplier = int(match.group(1)), int(match.group(2) or 1)
+        if not 1 <= amount <= _MAX_AMOUNT:
+            raise ValueError(f"{item!r}: the number of requests must be 1..{_MAX_AMOUNT}")
+        if not 1 <= multiplier <= _MAX_MULTIPLIER:
+            raise ValueError(f"{item!r}: the window's count must be 1..{_MAX_MULTIPLIER}")
     return items
 
 
@@ -63,7 +75,8 @@ class Settings(BaseSettings):
     )
 
     # --- process / server -------------------------------------------------------------------
-    environment: Literal["development", "production", "test"] = "development"
+    environment: Literal["development", "production", "test"] = Field(
+        "development", description="production enforces the checklist of docs/security.md.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(1, ge=1, le=256, description="Worker processes for `serve`.")
@@ -72,6 +85,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    max_header_bytes: int = Field(
+        16_384, ge=1024, le=1_048_576,
+        description="Request line target + all header lines, bytes; more gets 431.")
+    max_header_count: int = Field(100, ge=8, le=1000, description="More header lines get 431.")
+    api_docs: bool | None = Field(
+        None, description="Serve /docs and /openapi.json; unset: on outside production.")
     graceful_timeout: float = Field(25.0, gt=0, description="Seconds to drain on SIGTERM.")
     shutdown_delay: float = Field(
         0.0, ge=0, description="Seconds /health/ready reports 503 before the listener closes."
@@ -154,7 +173,7 @@ class Settings(BaseSettings):
     session_absolute_ttl: int = Field(86_400, ge=1)
     session_max_per_user: int = Field(5, ge=1, le=10_000)
     session_on_limit: Literal["evict_oldest", "refuse"] = "evict_oldest"
-    session_cookie_name: str = "__Host-session"
+    session_cookie_name: str = Field("__Host-session", pattern=_COOKIE_NAME_RE)
     session_cookie_secure: bool = Field(True, description="False only for plain-HTTP development.")
     secret_key: SecretStr | None = Field(
         None, description="Keys token routes, account hashes and device cookies; the same on "
@@ -245,7 +264,8 @@ class Settings(BaseSettings):
         for item in value:
             name, sep, url = item.partition("=")
             if not sep or not name or not url:
-                raise ValueError(f"{item!r} must look like 'eu-west=redis://host:6379'")
+                raise ValueError(f"{redact_text(item)!r} must look like "
+                                 "'eu-west=redis://host:6379'")
         return value
 
     @field_validator("admin_email")
@@ -290,6 +310,30 @@ class Settings(BaseSettings):
                              "cookies)")
         return self
 
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        """The production checklist (docs/security.md): refuse to start, naming each setting."""
+        if self.environment != "production":
+            return self
+        problems = []
+        if not self.session_cookie_secure:
+            problems.append("SESSION_COOKIE_SECURE: must be true in production (a session "
+                            "cookie over plain HTTP can be read on the wire)")
+        if self.database_url.lower().startswith("sqlite"):
+            problems.append("DATABASE_URL: SQLite is embedded mode; production needs "
+                            "PostgreSQL")
+        if self.redis_url is None:
+            problems.append("REDIS_URL: unset is embedded mode (per-process rate limits and "
+                            "sessions); production needs Redis")
+        if problems:
+            raise ValueError("ENVIRONMENT=production refuses:\n  " + "\n  ".join(problems))
+        return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether /docs and /openapi.json are served (``API_DOCS``, else not in production)."""
+        return self.api_docs if self.api_docs is not None else self.environment != "production"
+
     @property
     def embedded(self) -> bool:
         """True when no Redis is configured: every Redis role uses its in-memory backend."""
@@ -312,8 +356,11 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL (``redis://u:secret@h`` → ``redis://u:***@h``) for logs."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """Hide the password of a URL (``redis://u:secret@h`` → ``redis://u:***@h``) for logs.
+
+    The same as :func:`fleetkit.redaction.redact_text` (kept for the public API).
+    """
+    return redact_text(url)
 
 
 def _check_db_scheme(url: str) -> None:
@@ -346,9 +393,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "SETTINGS"
+            msg = redact_text(str(err["msg"])).removeprefix("Value error, ")
+            if not err["loc"]:  # a check across settings: its message names them
+                lines.append(msg)
+                continue
             got = err.get("input")
+            name = str(err["loc"][0]).upper()
             hidden = isinstance(got, dict | list) or name in _SECRET_SETTINGS
-            shown = "" if hidden else f" (got {redact_url(str(got))!r})"
-            lines.append(f"{name}: {err['msg']}{shown}")
+            shown = "" if hidden else f" (got {redact_text(str(got))!r})"
+            lines.append(f"{name}: {msg}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

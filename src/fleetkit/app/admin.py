@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleetkit.app.fields import SafeText
 from fleetkit.app.models import users
 from fleetkit.app.problems import Problem
 from fleetkit.app.routes import Auth, Svc, _event, _write, current_role
@@ -88,7 +89,7 @@ async def breakers(_: Admin, svc: Svc) -> list[BreakerOut]:
 
 
 @router.post("/breakers/{name}/{action}", response_model=BreakerOut)
-async def breaker_action(name: Annotated[str, Path(max_length=64)],
+async def breaker_action(name: Annotated[SafeText, Path(max_length=64)],
                          action: Literal["force-open", "force-close", "close", "reset",
                                          "disable"],
                          request: Request, admin: Admin, svc: Svc) -> BreakerOut:
@@ -106,7 +107,8 @@ async def breaker_action(name: Annotated[str, Path(max_length=64)],
 
 
 @router.get("/ratelimit/{policy}/{key}", response_model=KeyOut)
-async def inspect_key(policy: str, key: Annotated[str, Path(max_length=200)], _: Admin,
+async def inspect_key(policy: Annotated[SafeText, Path(max_length=32)],
+                      key: Annotated[SafeText, Path(max_length=200)], _: Admin,
                       svc: Svc) -> KeyOut:
     limits = _policy_limits(svc, policy)
     decision = await svc.limiter.peek(f"{policy}:{key}", limits)
@@ -116,7 +118,8 @@ async def inspect_key(policy: str, key: Annotated[str, Path(max_length=200)], _:
 
 
 @router.delete("/ratelimit/{policy}/{key}", status_code=204)
-async def reset_key(policy: str, key: Annotated[str, Path(max_length=200)], request: Request,
+async def reset_key(policy: Annotated[SafeText, Path(max_length=32)],
+                    key: Annotated[SafeText, Path(max_length=200)], request: Request,
                     admin: Admin, svc: Svc) -> None:
     await svc.limiter.reset(f"{policy}:{key}", _policy_limits(svc, policy))
     await svc.audit_event(_event(request, admin.user_id, "ratelimit.reset",

@@ -3,6 +3,7 @@
 Middleware, outermost first (each a pure ASGI class)::
 
     overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
+      → protocol guard (header limits, security headers, the 500)
       → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
 
@@ -24,6 +25,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from fleetkit.app.admin import router as admin_router
+from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
 from fleetkit.app.routes import router
 from fleetkit.app.services import Services
@@ -82,6 +84,11 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
         description="Accounts, sessions, items and audit trail on a fleet sharing Redis and "
                     "PostgreSQL.",
         lifespan=lifespan,
+        # Off by default in production (docs/security.md): the Swagger page loads its scripts
+        # from a public CDN, and the schema maps the attack surface.
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         # FastAPI's built-in OpenTelemetry layer is off: the service exports Prometheus metrics
         # and JSON logs, and the layer's per-request provider checks cost ~3% of a request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -113,6 +120,8 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.add_middleware(HealthMiddleware, registry=services.health,
                        show_details=settings.health_show_details,
                        service_id=settings.instance_id, version="0.1.0")
+    app.add_middleware(ProtocolGuardMiddleware, max_header_bytes=settings.max_header_bytes,
+                       max_header_count=settings.max_header_count)
     app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
     app.add_middleware(RequestIdMiddleware)
     if settings.overload_enabled:

@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleetkit.app.fields import DbId, DbOffset, EventIdText, SafeText
 from fleetkit.app.login import REASONS, Verdict
 from fleetkit.app.models import items, users
 from fleetkit.app.passwords import hash_password, verify_password
@@ -51,8 +52,8 @@ _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 # ------------------------------------------------------------------ request/response models
 
 class Credentials(BaseModel):
-    email: str = Field(pattern=_EMAIL, max_length=320)
-    password: str = Field(min_length=8, max_length=256)
+    email: SafeText = Field(pattern=_EMAIL, max_length=320)
+    password: SafeText = Field(min_length=8, max_length=256)
 
     @field_validator("email")
     @classmethod
@@ -83,13 +84,13 @@ class SessionOut(BaseModel):
 
 
 class ItemIn(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field("", max_length=10_000)
+    title: SafeText = Field(min_length=1, max_length=200)
+    body: SafeText = Field("", max_length=10_000)
 
 
 class ItemPatch(BaseModel):
-    title: str | None = Field(None, min_length=1, max_length=200)
-    body: str | None = Field(None, max_length=10_000)
+    title: SafeText | None = Field(None, min_length=1, max_length=200)
+    body: SafeText | None = Field(None, max_length=10_000)
 
 
 class ItemOut(BaseModel):
@@ -342,8 +343,8 @@ async def list_sessions(session: Auth, svc: Svc) -> list[SessionOut]:
 
 @router.delete("/sessions/{session_id}", status_code=204,
                responses={404: {"description": "no such session"}})
-async def revoke_session(session_id: str, request: Request, session: Auth, svc: Svc,
-                         ctx: Ctx) -> Response:
+async def revoke_session(session_id: Annotated[SafeText, Path(max_length=128)],
+                         request: Request, session: Auth, svc: Svc, ctx: Ctx) -> Response:
     if session_id == session.id:
         await ctx.logout()
     elif not await svc.sessions.revoke_id(session.user_id, session_id):
@@ -385,14 +386,14 @@ async def create_item(body: ItemIn, session: Auth, svc: Svc) -> ItemOut:
 
 @router.get("/items", response_model=Page)
 async def list_items(session: Auth, svc: Svc, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                     after: Annotated[int, Query(ge=0)] = 0) -> Page:
+                     after: Annotated[DbOffset, Query()] = 0) -> Page:
     rows = await _rows(svc, session, _ITEMS_PAGE,
                        {"uid": int(session.user_id), "after": after, "limit": limit})
     out = [_item_out(r) for r in rows]
     return Page(items=out, next=str(out[-1].id) if len(out) == limit else None)
 
 
-async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
+async def _owned_item(svc: Services, session: Session, item_id: DbId) -> Any:
     rows = await _rows(svc, session, _ITEM_BY_ID, {"item_id": item_id})
     if not rows or str(rows[0]["owner_id"]) != session.user_id:
         raise Problem(404, "no such item", type_="not-found")
@@ -400,12 +401,12 @@ async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: int, session: Auth, svc: Svc) -> ItemOut:
+async def get_item(item_id: DbId, session: Auth, svc: Svc) -> ItemOut:
     return _item_out(await _owned_item(svc, session, item_id))
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
+async def update_item(item_id: DbId, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
     changes = body.model_dump(exclude_none=True)
 
     async def update(conn: AsyncConnection) -> Any:
@@ -423,7 +424,7 @@ async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) ->
 
 
 @router.delete("/items/{item_id}", status_code=204)
-async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
+async def delete_item(item_id: DbId, session: Auth, svc: Svc) -> Response:
     async def delete(conn: AsyncConnection) -> int:
         result = await conn.execute(
             items.delete().where(items.c.id == item_id,
@@ -439,9 +440,9 @@ async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
 
 @router.get("/audit", response_model=Page)
 async def audit_trail(session: Auth, svc: Svc, request: Request,
-                      actor: Annotated[str | None, Query(max_length=256)] = None,
+                      actor: Annotated[SafeText | None, Query(max_length=256)] = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 50,
-                      before: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{36}$")] = None,
+                      before: Annotated[EventIdText | None, Query()] = None,
                       ) -> Page:
     """The caller's own audit events, newest first (admins may ask for any ``actor``)."""
     if actor is not None and actor != session.user_id and (
