@@ -146,6 +146,7 @@ class Services:
             await migrate(self.settings.database_url)
         await self.db.start()
         await self.redis.preload()
+        await self.breakers.start()  # their home loop: sync calls from threads use this one
         await self.monitor.start()
         await self.health.start()
         if self.settings.overload_enabled:
