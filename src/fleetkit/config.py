@@ -62,6 +62,11 @@ def _split(value: Any) -> Any:
     return value
 
 
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fleetkit"
+
+
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -107,7 +112,8 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL (seed names) ------------------------------------------------------------
     database_url: str = Field(
-        "sqlite+aiosqlite:///./fleetkit.db", description="Primary; SQLite means embedded mode."
+        "sqlite+aiosqlite:///{DATA_DIR}/fleetkit.db",
+        description="Primary; SQLite means embedded mode. `{DATA_DIR}` is replaced by DATA_DIR.",
     )
     database_read_urls: CommaList = Field(default_factory=list)
     database_connection_limit: int = Field(100, ge=1, le=100_000)
@@ -195,9 +201,19 @@ class Settings(BaseSettings):
 
     # --- audit ------------------------------------------------------------------------------
     audit_stream_shards: int = Field(4, ge=1, le=1024)
-    audit_spool_dir: Path = Path("./var/audit-spool")
+    audit_spool_dir: Path = Field(
+        Path("{DATA_DIR}/audit-spool"), description="`{DATA_DIR}` is replaced by DATA_DIR."
+    )
     audit_batch_size: int = Field(2000, ge=1, le=100_000)
     audit_max_deliveries: int = Field(5, ge=1)
+
+    # --- data directory --------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where embedded mode writes (SQLite database, its migration lock, audit "
+                    "spool and audit.db): `$XDG_DATA_HOME/fleetkit`, else "
+                    "`~/.local/share/fleetkit`; never the current directory.",
+    )
 
     # --- health / observability -------------------------------------------------------------
     health_interval: float = Field(5.0, gt=0)
@@ -297,6 +313,18 @@ class Settings(BaseSettings):
             raise ValueError("needs at least 32 characters, e.g. the output of "
                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         return value
+
+    @model_validator(mode="after")
+    def _place_data(self) -> Settings:
+        """``{DATA_DIR}`` in DATABASE_URL / AUDIT_SPOOL_DIR (their defaults) becomes DATA_DIR."""
+        data = str(self.data_dir)
+        given = set(self.model_fields_set)  # filling a default is not "set by the user"
+        if "{DATA_DIR}" in self.database_url:
+            self.database_url = self.database_url.replace("{DATA_DIR}", data)
+        if "{DATA_DIR}" in str(self.audit_spool_dir):
+            self.audit_spool_dir = Path(str(self.audit_spool_dir).replace("{DATA_DIR}", data))
+        self.__pydantic_fields_set__.intersection_update(given)
+        return self
 
     @model_validator(mode="after")
     def _check_pools(self) -> Settings:

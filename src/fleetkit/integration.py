@@ -45,7 +45,7 @@ from fleetkit.types import ASGIApp
 if TYPE_CHECKING:
     from fleetkit.db import Database
 
-__all__ = ["DEFAULT_EXEMPT", "Fleet", "Layer"]
+__all__ = ["DEFAULT_EXEMPT", "Fleet", "Layer", "prepare_data_dir"]
 
 log = logging.getLogger("fleetkit")
 
@@ -98,9 +98,7 @@ class Fleet:
             max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
             region=settings.region)
         breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
-        spool = Path(settings.audit_spool_dir)
-        audit = AuditLog(redis=redis.main, shards=settings.audit_stream_shards, spool_dir=spool,
-                         sqlite_path=spool.parent / "audit.db", instance=settings.instance_id)
+        audit = AuditLog.from_settings(settings, redis=redis.main)
         supervisor = None
         if monitor and not redis.embedded:
             supervisor = SessionMonitor(
@@ -185,6 +183,7 @@ class Fleet:
                 from fleetkit.db import migrate
 
                 # Embedded mode has no separate migration step: one SQLite file, one process.
+                prepare_data_dir(self.settings)
                 await migrate(self.settings.database_url)
             await self.db.start()
         await self.redis.preload()
@@ -230,6 +229,16 @@ class Fleet:
             if restore is not None:
                 restore()
             await self.aclose()
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the directory of the SQLite database (``DATA_DIR`` by default): SQLite and the
+    migration lock next to it do not create directories."""
+    url = settings.database_url
+    if url.lower().startswith("sqlite") and ":///" in url:
+        path = url.split(":///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def _database(settings: Settings) -> Database:

@@ -19,6 +19,7 @@ from fleetkit.errors import BackendUnavailable
 from fleetkit.health import ComponentStatus
 from fleetkit.health.checks import add_redis_checks, component_check
 from fleetkit.health.registry import HealthRegistry
+from fleetkit.integration import prepare_data_dir
 from fleetkit.monitor import SessionMonitor
 from fleetkit.overload import AdmissionController, LoopLagSampler
 from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
@@ -143,6 +144,7 @@ class Services:
     async def start(self) -> None:
         if self.db.embedded:
             # Embedded mode has no separate migration step: one SQLite file, one process.
+            prepare_data_dir(self.settings)
             await migrate(self.settings.database_url)
         await self.db.start()
         await self.redis.preload()
