@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from fleetkit.app.keys import Keys
+from fleetkit.app.login import LoginGuard
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
@@ -47,6 +49,8 @@ class Services:
     health: HealthRegistry
     overload: AdmissionController
     overload_sampler: LoopLagSampler
+    keys: Keys
+    login: LoginGuard
     login_limits: tuple[Limit, ...] = field(default=())
     region_clients: list[AnyRedis] = field(default_factory=list)
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -67,12 +71,15 @@ class Services:
             name: create_client(url, role=f"sessions-{name}", options=redis.options)
             for name, url in parse_region_urls(settings.session_regions).items()
         }
+        keys = Keys.from_settings(settings)
         sessions = SessionStore(
             redis=redis.sessions, coalescer=redis.coalescer("sessions"),
             idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
             max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
             region=settings.region, regions=regions,
             foreign_tokens=settings.session_foreign_tokens,
+            # Keyed: the token's route part cannot be mapped to a user id without SECRET_KEY.
+            routing_key=keys.route,
         )
         spool = Path(settings.audit_spool_dir)
         # Embedded mode keeps audit rows in the app's own SQLite file, so GET /v1/audit reads
@@ -97,6 +104,8 @@ class Services:
                                                                    TimeoutError, OSError)),
             sessions=sessions, audit=audit, monitor=monitor,
             health=health, overload=overload, overload_sampler=LoopLagSampler(overload),
+            keys=keys,
+            login=LoginGuard.from_settings(settings, limiter=limiter, keys=keys),
             login_limits=parse_limits(settings.rate_limit_login),
             region_clients=list(regions.values()),
             trusted_proxies=tuple(ipaddress.ip_network(c, strict=False)
