@@ -30,7 +30,8 @@ OUTPUT = ROOT / "docs" / "configuration.md"
 
 #: What the model's own ``description`` does not say (or, for fields without one, everything).
 NOTES: dict[str, str] = {
-    "environment": "Deployment environment name; reported in logs.",
+    "environment": "Deployment environment name; reported in logs. `production` refuses "
+                   "unsafe settings (docs/security.md).",
     "host": "Bind address of `fleetkit serve`.",
     "port": "Listen port of `fleetkit serve`.",
     "web_concurrency": "One event loop per process; the capacity model sizes pods with it.",

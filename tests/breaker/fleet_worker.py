@@ -93,7 +93,7 @@ async def main(url: str, prefix: str, options: dict[str, Any]) -> None:
                 reply = {"admitted": True}
             except CircuitOpenError as exc:
                 reply = {"admitted": False, "state": exc.state}
-        elif op in ("force_open", "disable", "close", "reset"):
+        elif op in ("force_open", "disable", "force_close", "reset"):
             reply = {"result": await getattr(breaker, op)()}
         elif op == "exit":
             break

@@ -42,7 +42,7 @@ async def test_fleet_trips_half_opens_and_closes_together(
     assert all(r["ok"] for r in await all_of([b, c], "wait", state="forced_open", timeout=10))
     assert [r["state"] for r in await all_of([b, c], "try")] == ["forced_open", "forced_open"]
     # An operator close applies fleet-wide too.
-    await c("close")
+    await c("force_close")
     assert all(r["ok"] for r in await all_of(fleet, "wait", state="closed"))
     state = await redis.hgetall(f"{{{prefix}:shared}}:state")
     assert state[b"state"] == b"closed"
@@ -61,7 +61,7 @@ async def test_stale_generation_result_is_ignored(
     assert held["entered"] == 1
     old_gen = held["gen"]
     # ...then an operator closes the breaker: a new generation.
-    await b("close")
+    await b("force_close")
     assert all(r["ok"] for r in await all_of(fleet, "wait", state="closed"))
     key = f"{{{prefix}:shared}}:state"
     before = await redis.hgetall(key)

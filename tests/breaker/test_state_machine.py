@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from fleetkit.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError, MemoryBackend
+from fleetkit.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError, MemoryBreakerBackend
 from tests.breaker.conftest import eventually
 
 Make = Callable[..., CircuitBreaker]
@@ -20,7 +20,7 @@ async def make(request: pytest.FixtureRequest, redis: Redis, prefix: str
                ) -> AsyncIterator[Make]:
     """Breaker factory; breakers made by one factory share one breaker state (a small fleet)."""
     made: list[CircuitBreaker] = []
-    memories: dict[str, MemoryBackend] = {}
+    memories: dict[str, MemoryBreakerBackend] = {}
 
     def factory(name: str = "svc", **options: Any) -> CircuitBreaker:
         options.setdefault("flush_interval", 0.05)
@@ -29,8 +29,8 @@ async def make(request: pytest.FixtureRequest, redis: Redis, prefix: str
             b = CircuitBreaker(name, redis=redis, key_prefix=prefix, **options)
         else:
             if name not in memories:
-                memories[name] = MemoryBackend(BreakerConfig(**options))
-            b = CircuitBreaker(name, memory=memories[name], **options)
+                memories[name] = MemoryBreakerBackend(BreakerConfig(**options))
+            b = CircuitBreaker(name, backend=memories[name], **options)
         made.append(b)
         return b
 
@@ -293,7 +293,7 @@ async def test_operator_actions(make: Make) -> None:
     assert await eventually(lambda: b1.state == "disabled")
     await run(b1, 10)
     assert b1.state == "disabled"  # nothing recorded
-    assert await b1.close() == "closed"
+    assert await b1.force_close() == "closed"
     assert await eventually(lambda: b2.state == "closed")
     await run(b2, 2)
     assert b2.state == "open"
@@ -316,7 +316,7 @@ async def test_stale_trial_result_is_ignored(make: Make) -> None:
     holder = asyncio.create_task(b.call(trial))
     await asyncio.sleep(0.05)
     gen = b.generation
-    await b.close()  # new generation
+    await b.force_close()  # new generation
     assert b.generation > gen
     version = b.version
     gate.set()

@@ -158,7 +158,11 @@ def test_configmap_is_a_valid_settings_environment() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     unknown = set(data) - fields - NON_SETTINGS_ENV
     assert not unknown, f"not fleetkit settings: {sorted(unknown)}"
-    settings = load_settings(env=data)
+    # The Secret (fleetkit-secrets) supplies the datastore URLs; production refuses to start
+    # without them (embedded mode).
+    secret = {"REDIS_URL": "redis://:pw@redis:6379/0",
+              "DATABASE_URL": "postgresql+asyncpg://fleetkit:pw@pgbouncer:5432/fleetkit"}
+    settings = load_settings(env={**data, **secret})
     assert settings.environment == "production"
     assert settings.session_cookie_secure is True
     assert settings.web_concurrency == 2

@@ -8,20 +8,29 @@ The runner injects the URLs of the real test services, so examples read naturall
 ``REDIS_URL`` (standalone, a database of its own so other tests' FLUSHDB cannot wipe an example
 mid-run), ``REDIS_CLUSTER_URL``, ``DATABASE_URL`` (PostgreSQL primary), ``DATABASE_READ_URLS``
 (the streaming replica) and ``TMP`` (a temporary directory).
+
+A block that is a complete program (a top-level ``asyncio.run(...)`` or ``if __name__ ==
+"__main__":``) runs the way a reader runs it: written to a file in ``TMP`` and started with
+``python file.py`` there, those URLs in its environment (``REDIS_URL``, ``DATABASE_URL``,
+``DATABASE_READ_URLS`` comma separated, ``REDIS_CLUSTER_URL``), sharing nothing with the page.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import inspect
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+_PROGRAM = re.compile(r"^(asyncio\.run\(|if __name__ == [\"']__main__[\"']:)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,13 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        path = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{path}:{self.line}"
+
+    @property
+    def program(self) -> bool:
+        """A complete program: run as a file, not in the page's namespace."""
+        return _PROGRAM.search(self.source) is not None
 
 
 def blocks_of(path: Path) -> list[Block]:
@@ -71,9 +86,38 @@ async def run_block(block: Block, namespace: dict[str, Any]) -> None:
                    dont_inherit=True)
     if not block.run:
         return
+    if block.program:
+        await run_program(block, namespace)
+        return
     result = eval(code, namespace)  # noqa: S307 - running our own documentation is the point
     if inspect.iscoroutine(result):
         await result
+
+
+async def run_program(block: Block, namespace: dict[str, Any], timeout: float = 60) -> None:
+    """``python <file>`` in ``TMP``, with the services' URLs in its environment."""
+    tmp = Path(namespace["TMP"])
+    path = tmp / f"{block.path.stem}_{block.line}.py"
+    path.write_text(block.source, encoding="utf-8")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    for name in ("REDIS_URL", "REDIS_CLUSTER_URL", "DATABASE_URL"):
+        if name in namespace:
+            env[name] = str(namespace[name])
+    if "DATABASE_READ_URLS" in namespace:
+        env["DATABASE_READ_URLS"] = ",".join(namespace["DATABASE_READ_URLS"])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(path), cwd=tmp, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    try:
+        async with asyncio.timeout(timeout):
+            output, _ = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{block.where}: still running after {timeout} s") from None
+    if proc.returncode != 0:
+        tail = output.decode(errors="replace")[-3000:]
+        raise AssertionError(f"{block.where}: exit {proc.returncode}\n{tail}")
 
 
 async def close_leftovers(namespace: dict[str, Any]) -> None:

@@ -51,6 +51,22 @@ def test_the_extractor_sees_fences_and_markers(tmp_path: Path) -> None:
         (3, "x = 1\n", True), (10, "serve()\n", False)]
 
 
+async def test_a_complete_program_runs_as_a_file(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python\nimport asyncio, os\n\nasync def main() -> None:\n"
+                    "    assert os.environ['REDIS_URL'].startswith('redis')\n"
+                    "    assert 'leftover' not in globals()\n\nasyncio.run(main())\n```\n"
+                    "```python\nimport sys\nif __name__ == '__main__':\n    sys.exit(3)\n```\n"
+                    "```python\nleftover = 1\n```\n")
+    ok, failing, snippet = blocks_of(page)
+    assert ok.program and failing.program and not snippet.program
+    namespace = _namespace(tmp_path)
+    await run_block(snippet, namespace)
+    await run_block(ok, namespace)  # a file of its own: the page's names are not there
+    with pytest.raises(AssertionError, match="exit 3"):
+        await run_block(failing, namespace)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 async def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     client = create_client(_docs_redis_url())

@@ -2,8 +2,12 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    RequestId → HTTP metrics → health (/health*, answered here) → body limit → sessions
+    overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
+      → protocol guard (header limits, security headers, the 500)
+      → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
+
+Admission control is outermost so that a refusal costs nothing else (docs/overload.md).
 
 A route then calls the database through the ``database`` circuit breaker (reads on a replica
 with read-your-writes) and records security-relevant actions in the audit log.
@@ -21,6 +25,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from fleetkit.app.admin import router as admin_router
+from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
 from fleetkit.app.routes import router
 from fleetkit.app.services import Services
@@ -33,6 +38,7 @@ from fleetkit.observability import (
     RequestIdMiddleware,
     configure_logging,
 )
+from fleetkit.overload import OverloadMiddleware, RouteClassifier
 from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key, user_key
 from fleetkit.sessions import SessionMiddleware
 
@@ -78,6 +84,11 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
         description="Accounts, sessions, items and audit trail on a fleet sharing Redis and "
                     "PostgreSQL.",
         lifespan=lifespan,
+        # Off by default in production (docs/security.md): the Swagger page loads its scripts
+        # from a public CDN, and the schema maps the attack surface.
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         # FastAPI's built-in OpenTelemetry layer is off: the service exports Prometheus metrics
         # and JSON logs, and the layer's per-request provider checks cost ~3% of a request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -109,8 +120,15 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.add_middleware(HealthMiddleware, registry=services.health,
                        show_details=settings.health_show_details,
                        service_id=settings.instance_id, version="0.1.0")
+    app.add_middleware(ProtocolGuardMiddleware, max_header_bytes=settings.max_header_bytes,
+                       max_header_count=settings.max_header_count)
     app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
     app.add_middleware(RequestIdMiddleware)
+    if settings.overload_enabled:
+        app.add_middleware(OverloadMiddleware, controller=services.overload,
+                           classifier=RouteClassifier.from_settings(settings),
+                           sampler=services.overload_sampler,
+                           retry_after=settings.overload_retry_after)
     return app
 
 

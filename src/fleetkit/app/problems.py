@@ -25,7 +25,8 @@ log = logging.getLogger("fleetkit.app")
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
            415: "Unsupported Media Type", 422: "Unprocessable Content",
-           429: "Too Many Requests", 503: "Service Unavailable"}
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class Problem(HTTPException):
@@ -93,7 +94,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 class BodyLimitMiddleware:
     """413 problem+json for bodies over ``max_bytes`` (declared or streamed), before the app
     buffers them. (FastAPI's ``max_body_size`` answers a declared oversize body in plain
-    text, which is why this exists.)"""
+    text, which is why this exists.)
+
+    A streamed (chunked) body is cut where it crosses the limit: the 413 is sent from inside
+    ``receive`` and the app is told the client left. Raising instead would not work: FastAPI
+    turns any exception while it reads the body into a 400.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -113,28 +119,31 @@ class BodyLimitMiddleware:
                     await self._reject(scope, send, declared)
                     return
         seen = 0
-        started = False
+        started = rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    if not started:  # else the app already answered: just stop its reading
+                        rejected = True
+                        await self._reject(scope, send, seen)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 is the answer; whatever the app makes of the disconnect is not
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, send, seen)
+        await self.app(scope, limited_receive, tracking_send)
 
     async def _reject(self, scope: Scope, send: Send, size: int) -> None:
         detail = (f"request body exceeds {self.max_bytes} bytes" if size >= 0
@@ -143,10 +152,6 @@ class BodyLimitMiddleware:
         response = problem(status, detail, type_="body-too-large" if size >= 0 else "bad-request",
                            instance=scope.get("path"))
         await response(scope, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:

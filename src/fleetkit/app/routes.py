@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleetkit.app.fields import DbId, DbOffset, EventIdText, SafeText
 from fleetkit.app.models import items, users
 from fleetkit.app.passwords import hash_password, verify_password
 from fleetkit.app.problems import Problem
@@ -26,7 +27,7 @@ from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
 from fleetkit.errors import DatabaseError
 from fleetkit.observability import get_request_id
-from fleetkit.ratelimit import client_ip, ratelimit_headers
+from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
 from fleetkit.sessions import Session, SessionContext
 
 __all__ = ["router"]
@@ -38,6 +39,7 @@ T = TypeVar("T")
 # much as running it (bench/http_load.py profile); bound parameters vary, the SQL does not.
 _USER_BY_ID = sa.select(users.c.id, users.c.email, users.c.role, users.c.created_at).where(
     users.c.id == sa.bindparam("uid"))
+_ROLE_OF = sa.select(users.c.role).where(users.c.id == sa.bindparam("uid"))
 _USER_BY_EMAIL = sa.select(users).where(users.c.email == sa.bindparam("email"))
 _ITEM_BY_ID = sa.select(items).where(items.c.id == sa.bindparam("item_id"))
 _ITEMS_PAGE = (sa.select(items)
@@ -50,8 +52,8 @@ _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 # ------------------------------------------------------------------ request/response models
 
 class Credentials(BaseModel):
-    email: str = Field(pattern=_EMAIL, max_length=320)
-    password: str = Field(min_length=8, max_length=256)
+    email: SafeText = Field(pattern=_EMAIL, max_length=320)
+    password: SafeText = Field(min_length=8, max_length=256)
 
     @field_validator("email")
     @classmethod
@@ -82,13 +84,13 @@ class SessionOut(BaseModel):
 
 
 class ItemIn(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field("", max_length=10_000)
+    title: SafeText = Field(min_length=1, max_length=200)
+    body: SafeText = Field("", max_length=10_000)
 
 
 class ItemPatch(BaseModel):
-    title: str | None = Field(None, min_length=1, max_length=200)
-    body: str | None = Field(None, max_length=10_000)
+    title: SafeText | None = Field(None, min_length=1, max_length=200)
+    body: SafeText | None = Field(None, max_length=10_000)
 
 
 class ItemOut(BaseModel):
@@ -189,6 +191,21 @@ async def _write(svc: Services, session: Session | None,
     return result
 
 
+async def current_role(svc: Services, session: Session) -> str | None:
+    """The user's role on the primary now, not the one the session cached at login.
+
+    Only privileged routes pay this read (a demotion must bite at once, whatever changed the
+    row); it bypasses the ``database`` breaker so that an admin can still close a breaker
+    forced open. A primary outage fails closed (503). A cached role that is no longer true is
+    corrected in the session, so the next privileged request is refused without a read.
+    """
+    async with svc.db.write() as conn:
+        role = (await conn.execute(_ROLE_OF, {"uid": int(session.user_id)})).scalar_one_or_none()
+    if role != session.data.get("role"):
+        session.data["role"] = role or "none"
+    return str(role) if role is not None else None
+
+
 def _user_out(row: Any) -> UserOut:
     """From a mapping: a ``fetch_all`` row or a SQLAlchemy ``row._mapping``."""
     created = row["created_at"]
@@ -208,9 +225,7 @@ async def ping() -> dict[str, bool]:
              responses={409: {"description": "email already registered"}})
 async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
     password_hash = await hash_password(body.password)
-    admin = svc.settings.admin_email is not None and (
-        body.email == svc.settings.admin_email.strip().lower())
-    role = "admin" if admin else "user"
+    role = "user"  # the only way to an admin is `fleetkit admin create` or an admin's grant
 
     async def insert(conn: AsyncConnection) -> Any:
         result = await conn.execute(
@@ -231,11 +246,22 @@ async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
     return _user_out(row._mapping)
 
 
+def _quota_exceeded(request: Request, results: list[tuple[str, Decision]]) -> Response:
+    """The same 429 as the rate-limit middleware's (problem type, fields), for a limit that a
+    route checks itself. The middleware merges these limits into its own RateLimit fields, so
+    the response carries one RateLimit/RateLimit-Policy pair and one Retry-After."""
+    for name, decision in results:
+        record_decision(request.scope, name, decision)
+    headers = {k.decode(): v.decode() for k, v in ratelimit_headers(results)}
+    return Response(problem_body(results, request.url.path), status_code=429, headers=headers,
+                    media_type="application/problem+json")
+
+
 @router.post("/auth/login", response_model=LoginOut,
              responses={401: {"description": "wrong email or password"},
                         429: {"description": "too many attempts"}})
 async def login(body: Credentials, request: Request, response: Response, svc: Svc,
-                ctx: Ctx) -> LoginOut:
+                ctx: Ctx) -> LoginOut | Response:
     # Per-account limit on top of the per-IP login policy: stops one account being guessed
     # from many addresses. Keyed by a hash so no email is stored in Redis.
     account = hashlib.sha256(body.email.encode()).hexdigest()[:32]
@@ -244,11 +270,7 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     if not decision.allowed:
         await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
                                      "too many attempts for this account"))
-        retry = max(1, round(decision.retry_after or 1))
-        headers = {k.decode(): v.decode() for k, v in ratelimit_headers(
-            [("login-account", decision)])}
-        raise Problem(429, "too many login attempts; retry later", type_="quota-exceeded",
-                      headers={**headers, "Retry-After": str(retry)})
+        return _quota_exceeded(request, [("login-account", decision)])
 
     async def find(conn: AsyncConnection) -> Any:
         result = await conn.execute(_USER_BY_EMAIL, {"email": body.email})
@@ -299,8 +321,8 @@ async def list_sessions(session: Auth, svc: Svc) -> list[SessionOut]:
 
 @router.delete("/sessions/{session_id}", status_code=204,
                responses={404: {"description": "no such session"}})
-async def revoke_session(session_id: str, request: Request, session: Auth, svc: Svc,
-                         ctx: Ctx) -> Response:
+async def revoke_session(session_id: Annotated[SafeText, Path(max_length=128)],
+                         request: Request, session: Auth, svc: Svc, ctx: Ctx) -> Response:
     if session_id == session.id:
         await ctx.logout()
     elif not await svc.sessions.revoke_id(session.user_id, session_id):
@@ -342,14 +364,14 @@ async def create_item(body: ItemIn, session: Auth, svc: Svc) -> ItemOut:
 
 @router.get("/items", response_model=Page)
 async def list_items(session: Auth, svc: Svc, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                     after: Annotated[int, Query(ge=0)] = 0) -> Page:
+                     after: Annotated[DbOffset, Query()] = 0) -> Page:
     rows = await _rows(svc, session, _ITEMS_PAGE,
                        {"uid": int(session.user_id), "after": after, "limit": limit})
     out = [_item_out(r) for r in rows]
     return Page(items=out, next=str(out[-1].id) if len(out) == limit else None)
 
 
-async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
+async def _owned_item(svc: Services, session: Session, item_id: DbId) -> Any:
     rows = await _rows(svc, session, _ITEM_BY_ID, {"item_id": item_id})
     if not rows or str(rows[0]["owner_id"]) != session.user_id:
         raise Problem(404, "no such item", type_="not-found")
@@ -357,12 +379,12 @@ async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: int, session: Auth, svc: Svc) -> ItemOut:
+async def get_item(item_id: DbId, session: Auth, svc: Svc) -> ItemOut:
     return _item_out(await _owned_item(svc, session, item_id))
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
+async def update_item(item_id: DbId, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
     changes = body.model_dump(exclude_none=True)
 
     async def update(conn: AsyncConnection) -> Any:
@@ -380,7 +402,7 @@ async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) ->
 
 
 @router.delete("/items/{item_id}", status_code=204)
-async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
+async def delete_item(item_id: DbId, session: Auth, svc: Svc) -> Response:
     async def delete(conn: AsyncConnection) -> int:
         result = await conn.execute(
             items.delete().where(items.c.id == item_id,
@@ -396,12 +418,13 @@ async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
 
 @router.get("/audit", response_model=Page)
 async def audit_trail(session: Auth, svc: Svc, request: Request,
-                      actor: Annotated[str | None, Query(max_length=256)] = None,
+                      actor: Annotated[SafeText | None, Query(max_length=256)] = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 50,
-                      before: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{36}$")] = None,
+                      before: Annotated[EventIdText | None, Query()] = None,
                       ) -> Page:
     """The caller's own audit events, newest first (admins may ask for any ``actor``)."""
-    if actor is not None and actor != session.user_id and session.data.get("role") != "admin":
+    if actor is not None and actor != session.user_id and (
+            session.data.get("role") != "admin" or await current_role(svc, session) != "admin"):
         await svc.audit_event(_event(request, session.user_id, "audit.read", f"actor/{actor}",
                                      "denied", "not an admin"))
         raise Problem(403, "only admins may read other users' audit trails", type_="forbidden")

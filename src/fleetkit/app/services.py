@@ -18,6 +18,7 @@ from fleetkit.health import ComponentStatus
 from fleetkit.health.checks import add_redis_checks, component_check
 from fleetkit.health.registry import HealthRegistry
 from fleetkit.monitor import SessionMonitor
+from fleetkit.overload import AdmissionController, LoopLagSampler
 from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
 from fleetkit.redis import AnyRedis, RedisClients
 from fleetkit.sessions import SessionStore
@@ -43,6 +44,8 @@ class Services:
     audit: AuditLog
     monitor: SessionMonitor
     health: HealthRegistry
+    overload: AdmissionController
+    overload_sampler: LoopLagSampler
     login_limits: tuple[Limit, ...] = field(default=())
     region_clients: list[AnyRedis] = field(default_factory=list)
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -54,13 +57,7 @@ class Services:
         # The limiter on its own coalescer (RateLimiter.COALESCER, what bench/ratelimit.py
         # measures), even when the rate limit and session roles share one client.
         limiter = RateLimiter.from_settings(settings, redis_clients=redis)
-        breakers = BreakerRegistry(
-            redis=redis.main, failure_rate_threshold=settings.breaker_failure_rate,
-            minimum_calls=settings.breaker_minimum_calls,
-            window_seconds=settings.breaker_window_seconds,
-            wait_open_seconds=settings.breaker_wait_open_seconds,
-            half_open_permits=settings.breaker_half_open_permits,
-        )
+        breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
         # Other regions' session Redis (foreign tokens are resolved in their home region) are
         # made and closed by the store.
         sessions = SessionStore.from_settings(settings, redis_clients=redis)
@@ -74,6 +71,9 @@ class Services:
         )
         monitor = SessionMonitor.from_settings(settings)
         health = HealthRegistry(interval=settings.health_interval, deadline=settings.health_timeout)
+        # One controller per worker process: each has its own event loop, and the loop's
+        # lag is the signal (docs/overload.md).
+        overload = AdmissionController.from_settings(settings)
         services = cls(
             settings=settings, redis=redis, db=db, limiter=limiter, breakers=breakers,
             # Only an unreachable database counts against the breaker: a constraint violation
@@ -81,7 +81,8 @@ class Services:
             db_breaker=breakers.get("database", record_exceptions=(BackendUnavailable,
                                                                    TimeoutError, OSError)),
             sessions=sessions, audit=audit, monitor=monitor,
-            health=health, login_limits=parse_limits(settings.rate_limit_login),
+            health=health, overload=overload, overload_sampler=LoopLagSampler(overload),
+            login_limits=parse_limits(settings.rate_limit_login),
             trusted_proxies=tuple(ipaddress.ip_network(c, strict=False)
                                   for c in settings.trusted_proxies),
         )
@@ -102,6 +103,10 @@ class Services:
         h.add("sessions", component_check(self.sessions), critical=False)
         h.add("audit", component_check(self.audit), critical=False)
         h.add("session-monitor", component_check(self.monitor), critical=False)
+        if self.settings.overload_enabled:
+            # warn while shedding, never fail: readiness must keep a busy instance in rotation.
+            h.add("overload", component_check(self.overload), critical=False,
+                  measurement="limit")
         h.add_liveness("session-monitor", self._monitor_alive)
 
     def _monitor_alive(self) -> bool | ComponentStatus:
@@ -119,6 +124,8 @@ class Services:
         await self.redis.preload()
         await self.monitor.start()
         await self.health.start()
+        if self.settings.overload_enabled:
+            self.overload_sampler.start()
         mode = "embedded" if self.redis.embedded else "distributed"
         log.info("fleetkit ready (%s mode, instance %s)", mode, self.settings.instance_id)
 
@@ -131,8 +138,9 @@ class Services:
 
     async def aclose(self) -> None:
         """Stop in dependency order: health first (readiness already 503), audit flushed last."""
-        steps = [self.health.aclose, self.monitor.stop, self.breakers.aclose,
-                 self.limiter.aclose, self.sessions.aclose, self.audit.aclose, self.db.aclose,
+        steps = [self.health.aclose, self.overload_sampler.aclose, self.monitor.stop,
+                 self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
+                 self.audit.aclose, self.db.aclose,
                  self.redis.aclose,
                  *(client.aclose for client in self.region_clients)]
         for step in steps:

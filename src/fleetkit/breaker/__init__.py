@@ -4,40 +4,54 @@
 b = CircuitBreaker("payments", redis=client, failure_rate_threshold=0.5, minimum_calls=20,
                    window_seconds=10, wait_open_seconds=5, half_open_permits=3)
 async with b: ...                 # CircuitOpenError when the fleet-wide state is open
-await b.call(fn, *args)           # or @b, or BreakerTransport(b) for httpx
-await b.aclose()
+with b: ...                       # plain code too, from any thread
+await b.call(fn, *args)           # or @b on an async def or a def, or BreakerTransport(b)
+await b.force_open(); await b.force_close(); await b.reset(); await b.disable()  # fleet-wide
+await b.aclose()                  # shutdown (sync code: b.shutdown())
 ```
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from fleetkit.breaker.backend import AdminAction, BreakerBackend, TrialVerdict
 from fleetkit.breaker.breaker import CircuitBreaker, Fallback, Listener
-from fleetkit.breaker.memory import MemoryBackend
+from fleetkit.breaker.memory import MemoryBreakerBackend
+from fleetkit.breaker.redis import RedisBreakerBackend
 from fleetkit.breaker.registry import BreakerRegistry
-from fleetkit.breaker.rules import BreakerConfig, Outcome
+from fleetkit.breaker.rules import BreakerConfig, BreakerOutcome
 from fleetkit.breaker.state import STATES, Snapshot, State
-from fleetkit.errors import CircuitOpenError
+from fleetkit.errors import CircuitOpenError, ConfigError
 
 if TYPE_CHECKING:
     from fleetkit.breaker.transport import BreakerTransport, server_error
 
 __all__ = [
     "STATES",
+    "AdminAction",
+    "BreakerBackend",
     "BreakerConfig",
+    "BreakerOutcome",
     "BreakerRegistry",
     "BreakerTransport",
     "CircuitBreaker",
     "CircuitOpenError",
+    "ConfigError",
     "Fallback",
     "Listener",
-    "MemoryBackend",
-    "Outcome",
+    "MemoryBreakerBackend",
+    "RedisBreakerBackend",
     "Snapshot",
     "State",
+    "TrialVerdict",
     "server_error",
 ]
+
+#: Old names kept for one release (see CHANGELOG.md): both were also exported by other packages.
+_DEPRECATED = {"MemoryBackend": ("MemoryBreakerBackend", MemoryBreakerBackend),
+               "Outcome": ("BreakerOutcome", BreakerOutcome)}
 
 
 def __getattr__(name: str) -> Any:
@@ -46,4 +60,9 @@ def __getattr__(name: str) -> Any:
         from fleetkit.breaker import transport
 
         return getattr(transport, name)
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        warnings.warn(f"fleetkit.breaker.{name} is deprecated: use {new}", DeprecationWarning,
+                      stacklevel=2)
+        return value
     raise AttributeError(f"module 'fleetkit.breaker' has no attribute {name!r}")

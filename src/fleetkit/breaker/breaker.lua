@@ -5,7 +5,7 @@
 -- KEYS[3] leases zset   half-open lease id -> expiry (ms)
 -- All three share one hash tag (one Cluster slot). Redis TIME is the only clock.
 --
--- ARGV[1] op: flush | acquire | release | admin | read
+-- ARGV[1] op: flush | acquire | release | admin
 -- ARGV[2] epoch candidate (kept only when the state hash is new: detects a wiped Redis)
 -- ARGV[3] pub/sub channel for state changes
 -- ARGV[4..14] failure rate, slow rate (0 = off), minimum calls, consecutive failures (0 = off),
@@ -14,7 +14,7 @@
 --   flush:   gen, calls, failures, slow, had_success (0/1), trailing failures
 --   acquire: lease id
 --   release: lease id, gen, outcome (success | failure | cancel)
---   admin:   action (force_open | disable | close | reset)
+--   admin:   action (force_open | disable | force_close | reset)
 -- Reply: {state, version, gen, remaining open ms, epoch, flag}; flag = admitted (acquire),
 -- 1 when a release was stale, 1 when the call changed the state (other ops).
 
@@ -141,7 +141,7 @@ elseif op == 'admin' then
     state, open_until = 'disabled', 0
     redis.call('DEL', B, L)
     save()
-  elseif action == 'close' then
+  elseif action == 'force_close' then
     go_closed(false)
   else
     go_closed(true)

@@ -1,10 +1,9 @@
-"""CircuitBreaker: a local cache of the fleet-wide state in front of a shared backend.
+"""CircuitBreaker: calls admitted from a local view of the fleet-wide state.
 
 The hot path (closed state) is a state check and a few integer increments: no Redis I/O, no
-lock, no Prometheus call. Outcomes are flushed every ``flush_interval`` seconds into the
-backend, whose script decides transitions from the fleet-wide counts; changes come back by
-pub/sub (and with every flush reply, which doubles as the polling safety net). Only half-open
-trial calls talk to Redis per call: each one needs a fleet-wide lease.
+lock, no Prometheus call. Only half-open trial calls talk to the backend per call: each one
+needs a fleet-wide lease. Plain functions and ``with`` blocks work too (from any thread): see
+:mod:`fleetkit.breaker.sync`.
 """
 
 from __future__ import annotations
@@ -14,23 +13,23 @@ import contextlib
 import dataclasses
 import functools
 import inspect
-import logging
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import EllipsisType, TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from redis.exceptions import RedisError
-
 from fleetkit.breaker import metrics
-from fleetkit.breaker.memory import MemoryBackend
-from fleetkit.breaker.rules import BreakerConfig, Outcome, classify_error
-from fleetkit.breaker.shared import RedisBackend
-from fleetkit.breaker.state import STATES, Batch, Snapshot, State
-from fleetkit.errors import BackendUnavailable, CircuitOpenError, RedisCommandError
-from fleetkit.health import ComponentStatus
+from fleetkit.breaker.backend import BreakerBackend
+from fleetkit.breaker.memory import MemoryBreakerBackend
+from fleetkit.breaker.redis import DEFAULT_KEY_PREFIX, RedisBreakerBackend
+from fleetkit.breaker.rules import BreakerConfig, BreakerOutcome, classify_error
+from fleetkit.breaker.state import State
+from fleetkit.breaker.sync import NoLoop
+from fleetkit.breaker.view import Listener, StateView, log
+from fleetkit.errors import CircuitOpenError, ConfigError
 
 __all__ = ["CircuitBreaker", "Fallback", "Listener"]
 
@@ -38,17 +37,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 #: ``fallback(exc, *args, **kwargs)``: called instead of raising a rejection or a failure.
 Fallback = Callable[..., Any]
-#: ``listener(name, old_state, new_state)``; may be a coroutine function.
-Listener = Callable[[str, State, State], Any]
-
-log = logging.getLogger("fleetkit.breaker")
-_UNAVAILABLE = (BackendUnavailable, RedisCommandError, RedisError, OSError)
 _NO_RESULT = object()
 _UNRECORDED = -1  # gen of calls admitted while disabled: never counted
 
 
 class _Call:
-    """One admitted call (kept in a context variable between ``__aenter__`` and ``__aexit__``)."""
+    """One admitted call (kept in a context variable between enter and exit)."""
 
     __slots__ = ("gen", "lease", "start", "token")
 
@@ -59,127 +53,98 @@ class _Call:
         self.token: Token[_Call] | None = None
 
 
-class CircuitBreaker:
+class CircuitBreaker(StateView):
     """A circuit breaker whose state is shared by every instance through ``redis``.
 
-    ``redis=None`` uses the in-memory backend (embedded mode). Options are the fields of
-    :class:`BreakerConfig` (``failure_rate_threshold``, ``minimum_calls``, ``window_seconds``,
-    ``wait_open_seconds``, ``half_open_permits``, ``slow_call_seconds``...), given as keywords
-    or as ``config=``. Call :meth:`aclose` when done: it stops the flush and pub/sub tasks.
+    ``redis=None`` uses the in-memory backend (embedded mode); ``backend=`` takes any
+    :class:`~fleetkit.breaker.backend.BreakerBackend` (breakers given one
+    :class:`~fleetkit.breaker.memory.MemoryBreakerBackend` act as one fleet). Options are the
+    fields of :class:`BreakerConfig` (``failure_rate_threshold``, ``minimum_calls``,
+    ``window_seconds``, ``wait_open_seconds``, ``half_open_permits``, ``slow_call_seconds``...),
+    given as keywords or as ``config=``. Call :meth:`aclose` (sync code: :meth:`shutdown`) when
+    done: it stops the flush and subscription tasks.
     """
 
     def __init__(self, name: str, *, redis: Any = None, config: BreakerConfig | None = None,
-                 fallback: Fallback | None = None, key_prefix: str = "fleetkit:breaker",
-                 memory: MemoryBackend | None = None, **options: Any) -> None:
-        self.name = name
-        self.config = cfg = dataclasses.replace(config or BreakerConfig(), **options)
+                 fallback: Fallback | None = None, key_prefix: str = DEFAULT_KEY_PREFIX,
+                 backend: BreakerBackend | None = None,
+                 memory: MemoryBreakerBackend | None = None, **options: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("a circuit breaker needs a non-empty name")
+        if not isinstance(key_prefix, str) or not key_prefix:
+            raise ConfigError("key_prefix must be a non-empty string")
+        if config is not None and not isinstance(config, BreakerConfig):
+            raise ConfigError(f"config must be a BreakerConfig, not {type(config).__name__}")
+        if fallback is not None and not callable(fallback):
+            raise ConfigError("fallback must be callable")
+        try:
+            cfg = dataclasses.replace(config or BreakerConfig(), **options)
+        except TypeError as exc:  # an unknown option
+            raise ConfigError(f"circuit breaker {name!r}: {exc}") from exc
+        if memory is not None:
+            warnings.warn("CircuitBreaker(memory=...) is deprecated: use backend=",
+                          DeprecationWarning, stacklevel=2)
+            backend = backend or memory
+        if backend is not None and redis is not None:
+            raise ConfigError("give a circuit breaker redis= or backend=, not both")
+        if backend is None:
+            backend = (RedisBreakerBackend(redis, name, cfg, key_prefix=key_prefix)
+                       if redis is not None else MemoryBreakerBackend(cfg))
+        super().__init__(name, cfg, backend)
         self.fallback = fallback
-        self._backend: RedisBackend | MemoryBackend
-        if redis is not None:
-            self._backend = RedisBackend(redis, name, cfg, key_prefix=key_prefix)
-        else:
-            self._backend = memory or MemoryBackend(cfg)
-        self._local: MemoryBackend | None = None  # set while Redis is unreachable
+        self._redis = redis
         self._cv: ContextVar[_Call] = ContextVar(f"fleetkit_breaker_{name}")
         self._timed = cfg.slow_call_seconds is not None
         self._slow_s = cfg.slow_call_seconds or 0.0
         self._result_pred = cfg.result_is_failure
-        # Local cache of the shared state.
-        self._state: State = "closed"
-        self._version = -1
-        self._gen = 0
-        self._epoch = ""
-        self._open_until = 0.0
-        self._deny_until = 0.0
-        self._fast = False  # closed and started: the one check of the hot path
-        # Outcomes since the last flush (all admitted under self._gen).
-        self._calls = self._failures = self._slow = self._trailing = 0
-        self._had_success = False
-        self._counts = {"success": 0, "failure": 0, "ignored": 0}
-        self._n_slow = 0
-        self._listeners: list[Listener] = []
-        self._tasks: set[asyncio.Future[Any]] = set()  # flush loop, subscription: cancelled
-        self._pending: set[asyncio.Future[Any]] = set()  # lease releases, listeners: awaited
-        self._wake: asyncio.Event | None = None
-        self._started = self._closed = False
-        self._last_flush = time.monotonic()
-        self._unsubscribe: Callable[[], None] | None = None
-        self._set_state_gauge("closed")
-        metrics.LOCAL_ONLY.labels(name).set(0)
 
-    # --- public state ----------------------------------------------------------------------
-    @property
-    def state(self) -> State:
-        """The fleet-wide state as this instance last learned it."""
-        return self._state
-
-    @property
-    def local_only(self) -> bool:
-        """True while Redis is unreachable and decisions use this instance's counts only."""
-        return self._local is not None
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @property
-    def generation(self) -> int:
-        return self._gen
-
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(name, old, new)`` on every state change this instance sees."""
-        self._listeners.append(listener)
+    @classmethod
+    def from_settings(cls, settings: Any, name: str, *, redis: Any = None,
+                      **overrides: Any) -> CircuitBreaker:
+        """From the ``BREAKER_*`` settings (:class:`fleetkit.config.Settings`); ``redis`` is
+        the main role's client (``RedisClients.from_settings(settings).main``)."""
+        return cls(name, redis=redis, config=BreakerConfig.from_settings(settings), **overrides)
 
     # --- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the background tasks and learn the current fleet-wide state (optional: the
-        first call starts them too, without waiting for the state)."""
-        self._ensure_started()
-        await self.flush()
-
-    def _ensure_started(self) -> None:
-        if self._started or self._closed:
-            return
-        self._started = True
-        self._wake = asyncio.Event()
-        self._spawn(self._flush_loop())
-        if isinstance(self._backend, RedisBackend):
-            self._spawn(self._backend.listen(self._on_push, on_subscribed=self._wake.set,
-                                             retry=self.config.poll_interval))
-        else:
-            self._unsubscribe = self._backend.subscribe(self._on_push)
-        self._fast = self._state == "closed"
-
-    def _spawn(self, coro: Awaitable[Any], *, pending: bool = False) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
-        tasks = self._pending if pending else self._tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return task
-
     async def aclose(self) -> None:
-        """Stop background tasks, close the subscription and flush the last outcomes."""
+        """Shutdown: stop the background tasks and flush the last outcomes."""
         if self._closed:
             return
-        self._closed = True
-        self._fast = False
-        pending = set(self._tasks)
-        for _ in range(5):  # a driver may swallow one cancellation mid-reconnect: repeat
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=1.0)
-        if pending:
-            log.warning("breaker %s: %d background task(s) did not stop", self.name, len(pending))
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=self.config.poll_interval)
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        if self._started:
-            with contextlib.suppress(*_UNAVAILABLE):
-                await self.flush()
+        thread = self._thread
+        if thread is not None and not thread.current:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(),
+                                                                       thread.loop))
+            thread.stop()
+            return
+        await self._stop()
 
+    def shutdown(self, *, close_redis: bool = False) -> None:
+        """:meth:`aclose` for sync code (not on the breaker's own event loop's thread).
+
+        ``close_redis=True`` also closes the ``redis=`` client, on the loop where its
+        connections live: for a program with no event loop, whose client only breakers use.
+        """
+        with self._start_lock:
+            loop, thread = self._loop, self._thread
+            if self._closed or loop is None:
+                self._closed, self._fast = True, False
+                return
+            try:
+                self._wait_on(loop, self._stop_all(close_redis))
+            except NoLoop:
+                if loop.is_running() and (thread is None or not thread.current):
+                    raise ConfigError(f"breaker {self.name!r}: shutdown() called on the "
+                                      "breaker's own event loop; use await aclose()") from None
+                self._closed, self._fast = True, False  # its loop is gone: nothing to stop
+            if thread is not None:
+                thread.stop()
+
+    async def _stop_all(self, close_redis: bool) -> None:
+        await self._stop()
+        if close_redis and self._redis is not None:
+            await self._redis.aclose()
+
+    # --- async calls -----------------------------------------------------------------------
     async def __aenter__(self) -> CircuitBreaker:
         if self._fast:
             call = _Call(self._gen, time.perf_counter() if self._timed else 0.0)
@@ -197,31 +162,45 @@ class CircuitBreaker:
         if call.lease is not None:
             await self._finish_trial(call, outcome, exc)
 
-    # --- calls -----------------------------------------------------------------------------
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)`` through the breaker (with the breaker's fallback)."""
         result: T = await self._guarded(fn, args, kwargs, self._result_pred, self.fallback)
         return result
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-        """Decorator: ``@breaker`` on an async function."""
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        """Decorator: ``@breaker`` on an ``async def`` or a plain ``def``."""
         return self.protect()(fn)
 
     def protect(self, *, fallback: Fallback | EllipsisType | None = ...,
                 result_is_failure: Callable[[Any], bool] | None = None
-                ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-        """Decorator with its own fallback (``None``: none) / result classification."""
-        chosen_fallback = self.fallback if isinstance(fallback, EllipsisType) else fallback
+                ) -> Callable[[Callable[P, T]], Callable[P, T]]:
+        """Decorator with its own fallback (``None``: none) / result classification.
+
+        Generator functions are refused here (what would count: creating the generator, or
+        each step?): protect the calls they make instead.
+        """
+        chosen = self.fallback if isinstance(fallback, EllipsisType) else fallback
+        if chosen is not None and not callable(chosen):
+            raise ConfigError("fallback must be callable")
         pred = result_is_failure or self._result_pred
 
-        def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-            @functools.wraps(fn)
-            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-                result: T = await self._guarded(fn, args, kwargs, pred, chosen_fallback)
-                return result
+        def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+            if not callable(fn):
+                raise ConfigError(f"breaker {self.name!r} decorates functions, not {fn!r}")
+            if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+                raise ConfigError(f"breaker {self.name!r} cannot decorate the generator "
+                                  f"function {getattr(fn, '__qualname__', fn)!r}: protect the "
+                                  "calls it makes instead")
+            if _is_async(fn):
+                afn: Callable[..., Awaitable[Any]] = fn  # type: ignore[assignment]
 
-            return wrapper
+                @functools.wraps(fn)
+                async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    return await self._guarded(afn, args, kwargs, pred, chosen)
+
+                return wrapper  # type: ignore[return-value]
+            return self._sync_wrapper(fn, pred, chosen)
 
         return decorate
 
@@ -252,7 +231,7 @@ class CircuitBreaker:
         return result
 
     def _record(self, call: _Call, exc: BaseException | None, result: Any,
-                pred: Callable[[Any], bool] | None) -> Outcome:
+                pred: Callable[[Any], bool] | None) -> BreakerOutcome:
         """Classify one outcome and count it locally (trial results are reported separately)."""
         if exc is not None:
             outcome = classify_error(self.config, exc)
@@ -277,9 +256,8 @@ class CircuitBreaker:
             self._trailing = 0
         return outcome
 
-    async def _admit(self) -> _Call:
-        """The slow path: not started yet, or not closed."""
-        self._ensure_started()
+    def _decide(self) -> _Call | None:
+        """Admission from the local view; ``None``: a trial, which needs a fleet-wide lease."""
         state = self._state
         now = time.perf_counter() if self._timed else 0.0
         if state == "closed":
@@ -291,6 +269,15 @@ class CircuitBreaker:
             raise self._reject(state)
         if state == "half_open" and mono < self._deny_until:
             raise self._reject(state)
+        return None
+
+    async def _admit(self) -> _Call:
+        """The slow path: not started yet, or not closed."""
+        self._ensure_started()
+        decided = self._decide()
+        if decided is not None:
+            return decided
+        now = time.perf_counter() if self._timed else 0.0
         lease = uuid.uuid4().hex
         snap = await self._op(lambda b: b.acquire(lease))
         self._apply(snap)
@@ -310,18 +297,19 @@ class CircuitBreaker:
         retry = max(0.0, self._open_until - time.monotonic()) if state == "open" else None
         return CircuitOpenError(self.name, state, retry_after=retry)
 
-    async def _finish_trial(self, call: _Call, outcome: Outcome,
+    async def _finish_trial(self, call: _Call, outcome: BreakerOutcome,
                             exc: BaseException | None) -> None:
         """Report a trial's result and free its lease, even when the caller is cancelled."""
         assert call.lease is not None
-        lease, gen = call.lease, call.gen
-        verdict = "cancel" if outcome == "ignored" else outcome
-        task = self._spawn(self._release(lease, gen, verdict), pending=True)
+        task = self._spawn(self._release(call, outcome), pending=True)
         if isinstance(exc, asyncio.CancelledError):
             return  # the release runs on; the caller's cancellation is not delayed
         await asyncio.shield(task)
 
-    async def _release(self, lease: str, gen: int, verdict: str) -> None:
+    async def _release(self, call: _Call, outcome: BreakerOutcome) -> None:
+        lease, gen = call.lease, call.gen
+        assert lease is not None
+        verdict = "cancel" if outcome == "ignored" else outcome
         try:
             snap = await self._op(lambda b: b.release(lease, gen, verdict))
         except Exception:
@@ -332,159 +320,75 @@ class CircuitBreaker:
                      self.name, gen, snap.gen)
         self._apply(snap)
 
-    # --- shared state ----------------------------------------------------------------------
-    async def _op(self, fn: Callable[[Any], Awaitable[Snapshot]]) -> Snapshot:
-        """Run ``fn(backend)`` on Redis, or on the local fallback while Redis is unreachable."""
-        if self._local is not None:
-            return await fn(self._local)
-        try:
-            return await fn(self._backend)
-        except _UNAVAILABLE as exc:
-            local = self._go_local(exc)
-            return await fn(local)
+    # --- sync calls (any thread) -------------------------------------------------------------
+    def __enter__(self) -> CircuitBreaker:
+        call = (_Call(self._gen, time.perf_counter() if self._timed else 0.0) if self._fast
+                else self._admit_sync())
+        call.token = self._cv.set(call)
+        return self
 
-    def _go_local(self, exc: BaseException) -> MemoryBackend:
-        if self._local is None:
-            seed = Snapshot(self._state, self._version, self._gen,
-                            max(0.0, self._open_until - time.monotonic()), self._epoch)
-            self._local = MemoryBackend(self.config, seed=seed)
-            metrics.LOCAL_ONLY.labels(self.name).set(1)
-            log.warning("breaker %s: Redis unavailable (%s); deciding on local state only",
-                        self.name, exc)
-        return self._local
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        call = self._cv.get()
+        if call.token is not None:
+            self._cv.reset(call.token)
+        self._end_sync(call, exc, _NO_RESULT, self._result_pred)
 
-    def _take_batch(self) -> Batch:
-        batch = Batch(self._gen, self._calls, self._failures, self._slow, self._had_success,
-                      self._trailing)
-        self._calls = self._failures = self._slow = self._trailing = 0
-        self._had_success = False
-        return batch
-
-    async def flush(self) -> None:
-        """Send the outcomes counted since the last flush and adopt the state it returns."""
-        batch = self._take_batch()
-        self._export_counts()
-        if self._local is not None:
-            try:
-                snap = await self._backend.flush(batch)
-            except _UNAVAILABLE:
-                self._apply(await self._local.flush(batch))
+    def _sync_wrapper(self, fn: Callable[P, T], pred: Callable[[Any], bool] | None,
+                      fallback: Fallback | None) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            if self._fast:
+                call = _Call(self._gen, time.perf_counter() if self._timed else 0.0)
             else:
-                self._local = None
-                metrics.LOCAL_ONLY.labels(self.name).set(0)
-                log.warning("breaker %s: Redis is back; rejoined the fleet-wide state (%s)",
-                            self.name, snap.state)
-                self._apply(snap, force=True)
-                self._last_flush = time.monotonic()
-        else:
-            self._apply(await self._op(lambda b: b.flush(batch)))
-            if self._local is None:
-                self._last_flush = time.monotonic()
-        metrics.FLUSH_LAG.labels(self.name).set(time.monotonic() - self._last_flush)
-
-    def _export_counts(self) -> None:
-        for outcome, count in self._counts.items():
-            if count:
-                metrics.CALLS.labels(self.name, outcome).inc(count)
-                self._counts[outcome] = 0
-        if self._n_slow:
-            metrics.SLOW_CALLS.labels(self.name).inc(self._n_slow)
-            self._n_slow = 0
-
-    async def _flush_loop(self) -> None:
-        """Flush when there is something to send or to learn; otherwise poll now and then."""
-        assert self._wake is not None
-        cfg = self.config
-        last_poll = -cfg.poll_interval
-        while True:
-            now = time.monotonic()
-            if (self._calls or self._state in ("open", "half_open") or self._local is not None
-                    or self._wake.is_set() or now - last_poll >= cfg.poll_interval):
-                self._wake.clear()
-                last_poll = now
                 try:
-                    await self.flush()
-                except Exception:
-                    log.exception("breaker %s: flush failed", self.name)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(cfg.flush_interval):
-                    await self._wake.wait()
-
-    def _on_push(self, snap: Snapshot) -> None:
-        if self._local is None:
-            self._apply(snap)
-
-    def _apply(self, snap: Snapshot, *, force: bool = False) -> None:
-        """Adopt ``snap`` unless it is older than what this instance already knows."""
-        if not force and snap.epoch == self._epoch and snap.version <= self._version:
-            return
-        old = self._state
-        self._state, self._version, self._epoch = snap.state, snap.version, snap.epoch
-        self._open_until = time.monotonic() + snap.remaining
-        self._deny_until = 0.0
-        if snap.gen != self._gen:
-            self._gen = snap.gen
-            self._take_batch()  # counts of the older generation would be ignored anyway
-        self._fast = snap.state == "closed" and self._started and not self._closed
-        if old != snap.state:
-            self._transition(old, snap.state)
-
-    def _transition(self, old: State, new: State) -> None:
-        metrics.TRANSITIONS.labels(self.name, old, new).inc()
-        self._set_state_gauge(new)
-        log.info("breaker %s: %s -> %s", self.name, old, new)
-        for listener in list(self._listeners):
+                    call = self._admit_sync()
+                except CircuitOpenError as exc:
+                    if fallback is None:
+                        raise
+                    return fallback(exc, *args, **kwargs)  # type: ignore[no-any-return]
             try:
-                result = listener(self.name, old, new)
-                if inspect.isawaitable(result):
-                    self._spawn(result, pending=True)
-            except Exception:
-                log.exception("breaker %s: transition listener failed", self.name)
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                if self._end_sync(call, exc, _NO_RESULT, pred) == "failure" and fallback:
+                    return fallback(exc, *args, **kwargs)  # type: ignore[no-any-return]
+                raise
+            self._end_sync(call, None, result, pred)
+            return result
 
-    def _set_state_gauge(self, current: State) -> None:
-        for state in STATES:
-            metrics.STATE.labels(self.name, state).set(1 if state == current else 0)
+        return wrapper
 
-    # --- operator actions (fleet-wide) -------------------------------------------------------
-    async def force_open(self) -> State:
-        """Reject every call on every instance until :meth:`close` or :meth:`reset`."""
-        return await self._admin("force_open")
+    def _end_sync(self, call: _Call, exc: BaseException | None, result: Any,
+                  pred: Callable[[Any], bool] | None) -> BreakerOutcome:
+        if exc is not None:
+            outcome = classify_error(self.config, exc)
+        elif pred is not None and result is not _NO_RESULT and pred(result):
+            outcome = "failure"
+        else:
+            outcome = "success"
+        slow = self._timed and time.perf_counter() - call.start >= self._slow_s
+        self._tally.record(None if call.lease is not None else call.gen, outcome, slow)
+        if call.lease is not None:
+            with contextlib.suppress(NoLoop):  # else the lease expires by itself
+                self._wait_on(self._loop, self._release(call, outcome))
+        return outcome
 
-    async def disable(self) -> State:
-        """Let every call through on every instance, recording nothing."""
-        return await self._admin("disable")
+    def _admit_sync(self) -> _Call:
+        home = self._home()
+        decided = self._decide()
+        if decided is not None:
+            return decided
+        try:
+            return self._wait_on(home, self._admit())
+        except NoLoop:
+            # A trial permit needs the backend, and waiting here would block the very loop
+            # that must answer (or no loop runs): rejected as if every permit were taken.
+            raise self._reject(self._state) from None
 
-    async def close(self) -> State:
-        """Move the fleet to closed (a new generation; the backoff of re-opens is kept)."""
-        return await self._admin("close")
-
-    async def reset(self) -> State:
-        """Closed with empty counts and no open backoff, fleet-wide."""
-        return await self._admin("reset")
-
-    async def _admin(self, action: str) -> State:
-        self._ensure_started()
-        snap = await self._op(lambda b: b.admin(action))
-        if self._local is not None:
-            log.warning("breaker %s: %s applied locally only (Redis unavailable)", self.name,
-                        action)
-        self._apply(snap)
-        return self._state
-
-    async def health(self) -> ComponentStatus:
-        """``warn`` in local-only mode, else ``pass``; never raises, no I/O."""
-        shared = isinstance(self._backend, RedisBackend)
-        mode = "local-only" if self._local is not None else ("redis" if shared else "memory")
-        lag = time.monotonic() - self._last_flush if shared else 0.0
-        return ComponentStatus(
-            "warn" if self._local is not None else "pass",
-            component_type="circuit-breaker", observed_value=self._state,
-            output="Redis unreachable: breaker decides on local state only"
-            if self._local is not None else None,
-            details={"breaker": self.name, "state": self._state, "mode": mode,
-                     "version": self._version, "generation": self._gen,
-                     "flush_lag_seconds": round(lag, 3)},
-        )
+def _is_async(fn: object) -> bool:
+    """An ``async def`` (or a partial of one), or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or (
+        not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__))
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -6,22 +6,31 @@ process's monotonic clock instead of Redis ``TIME``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+import warnings
 from collections.abc import Callable
+from typing import Any
 
+from fleetkit.breaker.backend import AdminAction, TrialVerdict
 from fleetkit.breaker.rules import BreakerConfig
 from fleetkit.breaker.state import Batch, Snapshot, State
+from fleetkit.errors import ConfigError
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemoryBreakerBackend"]
 
 
-class MemoryBackend:
-    """Shared state of one breaker inside one process."""
+class MemoryBreakerBackend:
+    """Shared state of one breaker inside one process (breakers given the same instance act
+    as one fleet). ``seed`` starts from a known state: the local fallback starts from the
+    fleet-wide state the instance last saw. Use it from one event loop."""
 
-    shared = False
+    kind = "memory"
 
     def __init__(self, config: BreakerConfig, *, seed: Snapshot | None = None) -> None:
+        if not isinstance(config, BreakerConfig):
+            raise ConfigError(f"config must be a BreakerConfig, not {type(config).__name__}")
         self._c = config
         self._subscribers: list[Callable[[Snapshot], None]] = []
         now = self._now()
@@ -40,10 +49,15 @@ class MemoryBackend:
     def _now() -> int:
         return int(time.monotonic() * 1000)
 
-    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
-        """Call ``callback`` on every change (the in-process pub/sub); returns unsubscribe."""
+    async def watch(self, callback: Callable[[Snapshot], None], *,
+                    on_subscribed: Callable[[], None], retry: float) -> None:
+        """The in-process pub/sub: ``callback`` runs inside every change, until cancelled."""
         self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        try:
+            on_subscribed()
+            await asyncio.Event().wait()  # a subscription in memory is never lost
+        finally:
+            self._subscribers.remove(callback)
 
     # --- transitions (mirror breaker.lua) -------------------------------------------------
     def _snapshot(self, now: int, flag: bool) -> Snapshot:
@@ -129,20 +143,20 @@ class MemoryBackend:
                 admitted = True
         return self._snapshot(now, admitted)
 
-    async def release(self, lease_id: str, gen: int, outcome: str) -> Snapshot:
+    async def release(self, lease_id: str, gen: int, verdict: TrialVerdict) -> Snapshot:
         now, _ = self._begin()
         held = self._leases.pop(lease_id, None) is not None
         if self._state != "half_open" or gen != self._gen or not held:
             return self._snapshot(now, True)
-        if outcome == "failure":
+        if verdict == "failure":
             self._open(now)
-        elif outcome == "success":
+        elif verdict == "success":
             self._trials_ok += 1
             if self._trials_ok >= self._c.half_open_permits:
                 self._closed(now, reset_backoff=True)
         return self._snapshot(now, False)
 
-    async def admin(self, action: str) -> Snapshot:
+    async def admin(self, action: AdminAction) -> Snapshot:
         now, before = self._begin()
         if action in ("force_open", "disable"):
             self._state = "forced_open" if action == "force_open" else "disabled"
@@ -154,8 +168,10 @@ class MemoryBackend:
             self._closed(now, reset_backoff=action == "reset")
         return self._snapshot(now, self._version != before)
 
-    async def read(self) -> Snapshot:
-        return await self.flush(Batch(gen=-1))
 
-    async def aclose(self) -> None:
-        self._subscribers.clear()
+def __getattr__(name: str) -> Any:
+    if name == "MemoryBackend":  # the old name, also used by fleetkit.ratelimit: one release
+        warnings.warn("fleetkit.breaker.memory.MemoryBackend is deprecated: use "
+                      "MemoryBreakerBackend", DeprecationWarning, stacklevel=2)
+        return MemoryBreakerBackend
+    raise AttributeError(f"module 'fleetkit.breaker.memory' has no attribute {name!r}")

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["BreakerConfig", "Outcome", "classify_error"]
+from fleetkit.errors import ConfigError
 
-Outcome = Literal["success", "failure", "ignored"]
+__all__ = ["BreakerConfig", "BreakerOutcome", "classify_error"]
+
+#: How one call counted (``ignored``: not at all). Was ``Outcome``, a name audit uses too.
+BreakerOutcome = Literal["success", "failure", "ignored"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -50,6 +53,23 @@ class BreakerConfig:
     result_is_failure: Callable[[Any], bool] | None = None
 
     def __post_init__(self) -> None:
+        try:
+            bad = self._invalid()
+        except TypeError as exc:  # a comparison with a value of the wrong type
+            raise ConfigError(f"invalid circuit breaker option type: {exc}") from exc
+        if bad:
+            raise ConfigError(f"invalid circuit breaker option(s): {', '.join(bad)}")
+        for name in ("record_exceptions", "ignore_exceptions"):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and all(
+                    isinstance(t, type) and issubclass(t, BaseException) for t in value)):
+                raise ConfigError(f"circuit breaker option {name} must be a tuple of "
+                                  "exception classes")
+        for name in ("is_failure", "result_is_failure"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise ConfigError(f"circuit breaker option {name} must be callable")
+
+    def _invalid(self) -> list[str]:
         checks = {
             "failure_rate_threshold": 0 < self.failure_rate_threshold <= 1,
             "slow_call_rate_threshold": 0 < self.slow_call_rate_threshold <= 1,
@@ -67,9 +87,23 @@ class BreakerConfig:
             "flush_interval": self.flush_interval > 0,
             "poll_interval": self.poll_interval > 0,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid circuit breaker option(s): {', '.join(bad)}")
+        return [name for name, ok in checks.items() if not ok]
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> BreakerConfig:
+        """From the ``BREAKER_*`` settings of :class:`fleetkit.config.Settings` (typed ``Any``
+        to keep imports one-way), plus ``overrides``."""
+        options: dict[str, Any] = {
+            "failure_rate_threshold": settings.breaker_failure_rate,
+            "minimum_calls": settings.breaker_minimum_calls,
+            "window_seconds": settings.breaker_window_seconds,
+            "wait_open_seconds": settings.breaker_wait_open_seconds,
+            "half_open_permits": settings.breaker_half_open_permits,
+        }
+        try:
+            return cls(**{**options, **overrides})
+        except TypeError as exc:  # an unknown option
+            raise ConfigError(f"circuit breaker: {exc}") from exc
 
     @property
     def bucket_ms(self) -> int:
@@ -87,7 +121,7 @@ class BreakerConfig:
         ]
 
 
-def classify_error(config: BreakerConfig, exc: BaseException) -> Outcome:
+def classify_error(config: BreakerConfig, exc: BaseException) -> BreakerOutcome:
     """Failure, or ignored; an exception that is not recorded counts as a success.
 
     Cancellation (and anything that is not an ``Exception``: KeyboardInterrupt, SystemExit) is

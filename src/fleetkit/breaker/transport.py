@@ -7,6 +7,7 @@ from collections.abc import Callable
 import httpx
 
 from fleetkit.breaker.breaker import CircuitBreaker
+from fleetkit.errors import ConfigError
 
 __all__ = ["BreakerTransport", "server_error"]
 
@@ -28,7 +29,14 @@ class BreakerTransport(httpx.AsyncBaseTransport):
     def __init__(self, breaker: CircuitBreaker | Callable[[httpx.Request], CircuitBreaker], *,
                  transport: httpx.AsyncBaseTransport | None = None,
                  is_failure: Callable[[object], bool] = server_error) -> None:
-        self._choose = breaker if callable(breaker) and not isinstance(
+        if not callable(breaker):
+            raise ConfigError("BreakerTransport needs a CircuitBreaker or a function choosing "
+                              f"one per request, not {type(breaker).__name__}")
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigError("transport must be an httpx.AsyncBaseTransport")
+        if not callable(is_failure):
+            raise ConfigError("is_failure must be callable")
+        self._choose = breaker if not isinstance(
             breaker, CircuitBreaker) else (lambda _request: breaker)
         self._transport = transport or httpx.AsyncHTTPTransport()
         self._is_failure = is_failure

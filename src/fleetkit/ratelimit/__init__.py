@@ -15,7 +15,14 @@ import warnings
 from typing import Any
 
 from fleetkit.errors import RateLimitExceeded
-from fleetkit.ratelimit.asgi import PROBLEM_TYPE, Policy, RateLimitMiddleware, ratelimit_headers
+from fleetkit.ratelimit.asgi import (
+    PROBLEM_TYPE,
+    Policy,
+    RateLimitMiddleware,
+    problem_body,
+    ratelimit_headers,
+    record_decision,
+)
 from fleetkit.ratelimit.backend import RateLimitBackend
 from fleetkit.ratelimit.decision import Decision, LimitState
 from fleetkit.ratelimit.keys import api_key_key, client_ip, ip_key, route_key, user_key
@@ -41,7 +48,9 @@ __all__ = [
     "client_ip",
     "ip_key",
     "parse_limits",
+    "problem_body",
     "ratelimit_headers",
+    "record_decision",
     "route_key",
     "user_key",
 ]

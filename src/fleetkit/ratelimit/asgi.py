@@ -26,12 +26,24 @@ from fleetkit.ratelimit.limiter import Decision, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "problem_body", "ratelimit_headers"]
+__all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "problem_body", "ratelimit_headers",
+           "record_decision"]
 
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 log = logging.getLogger("fleetkit.ratelimit")
 _TOKEN = re.compile(r"[^A-Za-z0-9_.:*/+-]")
+_STATE_KEY = "ratelimit_decisions"
+_OWN_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy", b"retry-after"})
+
+
+def record_decision(scope: Scope, policy: str, decision: Decision) -> None:
+    """Report a limit the app checked itself (e.g. per account on a login route).
+
+    The middleware then answers with ONE ``RateLimit``/``RateLimit-Policy`` pair and one
+    ``Retry-After`` covering its policies and these, replacing the fields the app set.
+    """
+    scope.setdefault("state", {}).setdefault(_STATE_KEY, []).append((policy, decision))
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,14 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+                more = scope.get("state", {}).get(_STATE_KEY)
+                if more:  # the app's own limits: merge them, drop the fields it set itself
+                    merged = ratelimit_headers([*results, *more], jitter=self.jitter)
+                    kept = [h for h in message.get("headers", ()) if h[0].lower() not in
+                            _OWN_FIELDS]
+                    message["headers"] = [*kept, *merged]
+                else:
+                    message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
