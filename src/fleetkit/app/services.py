@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from fleetkit.app.keys import Keys
+from fleetkit.app.login import LoginGuard
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
@@ -17,6 +19,7 @@ from fleetkit.errors import BackendUnavailable
 from fleetkit.health import ComponentStatus
 from fleetkit.health.checks import add_redis_checks, component_check
 from fleetkit.health.registry import HealthRegistry
+from fleetkit.integration import prepare_data_dir
 from fleetkit.monitor import SessionMonitor
 from fleetkit.overload import AdmissionController, LoopLagSampler
 from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
@@ -46,6 +49,8 @@ class Services:
     health: HealthRegistry
     overload: AdmissionController
     overload_sampler: LoopLagSampler
+    keys: Keys
+    login: LoginGuard
     login_limits: tuple[Limit, ...] = field(default=())
     region_clients: list[AnyRedis] = field(default_factory=list)
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -58,9 +63,12 @@ class Services:
         # measures), even when the rate limit and session roles share one client.
         limiter = RateLimiter.from_settings(settings, redis_clients=redis)
         breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
+        keys = Keys.from_settings(settings)
         # Other regions' session Redis (foreign tokens are resolved in their home region) are
-        # made and closed by the store.
-        sessions = SessionStore.from_settings(settings, redis_clients=redis)
+        # made and closed by the store. Keyed routes: the token's route part cannot be mapped
+        # to a user id without SECRET_KEY.
+        sessions = SessionStore.from_settings(settings, redis_clients=redis,
+                                              routing_key=keys.route)
         spool = Path(settings.audit_spool_dir)
         # Embedded mode keeps audit rows in the app's own SQLite file, so GET /v1/audit reads
         # them through the same Database as everything else.
@@ -82,6 +90,8 @@ class Services:
                                                                    TimeoutError, OSError)),
             sessions=sessions, audit=audit, monitor=monitor,
             health=health, overload=overload, overload_sampler=LoopLagSampler(overload),
+            keys=keys,
+            login=LoginGuard.from_settings(settings, limiter=limiter, keys=keys),
             login_limits=parse_limits(settings.rate_limit_login),
             trusted_proxies=tuple(ipaddress.ip_network(c, strict=False)
                                   for c in settings.trusted_proxies),
@@ -119,9 +129,11 @@ class Services:
     async def start(self) -> None:
         if self.db.embedded:
             # Embedded mode has no separate migration step: one SQLite file, one process.
+            prepare_data_dir(self.settings)
             await migrate(self.settings.database_url)
         await self.db.start()
         await self.redis.preload()
+        await self.breakers.start()  # their home loop: sync calls from threads use this one
         await self.monitor.start()
         await self.health.start()
         if self.settings.overload_enabled:

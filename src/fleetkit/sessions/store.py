@@ -82,6 +82,8 @@ class Session:
     stale: bool = False
     #: Reached through the old token of a rotated session, within the grace period.
     grace: bool = False
+    #: Set by :meth:`SessionStore.create`: older sessions of the user evicted by the cap.
+    evicted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +308,7 @@ class SessionStore:
             m.EVICTED.inc(evicted)
         m.OPERATIONS.labels("create", "ok").inc()
         session = Session(tok.token, sid, user_id, values, now / 1000, now / 1000, ip[:_MAX_IP],
-                          user_agent[:_MAX_UA], self.region)
+                          user_agent[:_MAX_UA], self.region, evicted=evicted)
         self._remember(session)
         return session
 
