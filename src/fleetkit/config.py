@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fleetkit.errors import ConfigError
@@ -37,6 +37,8 @@ _MAX_MULTIPLIER = 10**6
 _COOKIE_NAME_RE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
 
 CommaList = Annotated[list[str], NoDecode]
+# Settings whose value is never shown in an error message, not even redacted.
+_SECRET_SETTINGS = frozenset({"SECRET_KEY"})
 
 
 def parse_policy_list(value: str) -> list[str]:
@@ -127,7 +129,13 @@ class Settings(BaseSettings):
     # --- rate limiting ----------------------------------------------------------------------
     rate_limit_ip: str = "50/second;5000/hour"
     rate_limit_user: str = "100/second;20000/hour"
-    rate_limit_login: str = "5/minute;50/hour"
+    rate_limit_login: str = "5/minute;50/hour"  # per client address, every login attempt
+    rate_limit_login_account_ip: str = "5/minute;20/hour"  # one account from one address
+    # One account from all addresses not known to it: high enough that a flood of wrong passwords
+    # from rotating addresses cannot cheaply lock the real user out; a known device or address
+    # passes it (docs/security.md, "Login protection").
+    rate_limit_login_account: str = "20/minute;100/hour"
+    rate_limit_login_device: str = "10/minute;50/hour"  # one signed device cookie
     rate_limit_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
     rate_limit_failure_mode: Literal["local", "open", "closed"] = "local"
     rate_limit_shadow: bool = False
@@ -173,6 +181,9 @@ class Settings(BaseSettings):
     session_on_limit: Literal["evict_oldest", "refuse"] = "evict_oldest"
     session_cookie_name: str = Field("__Host-session", pattern=_COOKIE_NAME_RE)
     session_cookie_secure: bool = Field(True, description="False only for plain-HTTP development.")
+    secret_key: SecretStr | None = Field(
+        None, description="Keys token routes, account hashes and device cookies; the same on "
+                          "every instance; required in production.")
     session_regions: CommaList = Field(
         default_factory=list, description="Other regions: 'name=redis://...' items."
     )
@@ -255,7 +266,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP network") from exc
         return value
 
-    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login")
+    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login",
+                     "rate_limit_login_account_ip", "rate_limit_login_account",
+                     "rate_limit_login_device")
     @classmethod
     def _check_policies(cls, value: str) -> str:
         parse_policy_list(value)
@@ -291,6 +304,16 @@ class Settings(BaseSettings):
                                  f"{', '.join(classes)})")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 characters, e.g. the output of "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
+
     @model_validator(mode="after")
     def _place_data(self) -> Settings:
         """``{DATA_DIR}`` in DATABASE_URL / AUDIT_SPOOL_DIR (their defaults) becomes DATA_DIR."""
@@ -309,6 +332,10 @@ class Settings(BaseSettings):
             raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
         if self.overload_min_limit > self.overload_max_limit:
             raise ValueError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
+        if self.environment == "production" and self.secret_key is None:
+            raise ValueError("SECRET_KEY is required in production (the same secret on every "
+                             "instance: it keys session tokens, account hashes and device "
+                             "cookies)")
         return self
 
     @model_validator(mode="after")
@@ -399,6 +426,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 lines.append(msg)
                 continue
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {redact_text(str(got))!r})"
-            lines.append(f"{str(err['loc'][0]).upper()}: {msg}{shown}")
+            name = str(err["loc"][0]).upper()
+            hidden = isinstance(got, dict | list) or name in _SECRET_SETTINGS
+            shown = "" if hidden else f" (got {redact_text(str(got))!r})"
+            lines.append(f"{name}: {msg}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
