@@ -26,6 +26,7 @@ from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
 from fleetkit.errors import DatabaseError
+from fleetkit.fastapi import bearer_scheme, cookie_scheme
 from fleetkit.observability import get_request_id
 from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
 from fleetkit.sessions import Session, SessionContext
@@ -132,7 +133,9 @@ async def session_ctx(request: Request) -> SessionContext:
     return ctx
 
 
-async def current_session(request: Request) -> Session:
+async def current_session(request: Request, _b: Annotated[None, Depends(bearer_scheme)],
+                          _c: Annotated[None, Depends(cookie_scheme)]) -> Session:
+    # The scheme dependencies only document bearer/cookie in OpenAPI (they do no work).
     session: Session | None = request.scope.get("state", {}).get("session")
     if session is None:
         raise Problem(401, "authentication required", type_="unauthenticated",
