@@ -228,7 +228,7 @@ class Fleet:
         if self.overload_sampler is not None:
             steps.append(self.overload_sampler.aclose)
         if self.monitor is not None:
-            steps.append(self.monitor.stop)
+            steps.append(self.monitor.aclose)
         steps += [self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
                   self.audit.aclose]
         if self.db is not None:
