@@ -175,6 +175,20 @@ async def test_database_made_by_the_old_chain_upgrades_cleanly(scratch_database:
     result = await migrate(scratch_database)
     assert not result.applied and result.after == "0003_app"
     assert await _diff(scratch_database) == []
-    # The library alone does not know 0003_app: a clear error that says what to pass.
-    with pytest.raises(DatabaseError, match=r"0003_app.*version_locations"):
-        await fleetkit.db.migrate(scratch_database)
+    # The library alone finds 0003_app among the registered applications' revisions
+    # (entry points "fleetkit.migrations"): the database is at head, nothing to do.
+    alone = await fleetkit.db.migrate(scratch_database)
+    assert not alone.applied and alone.after == "0003_app"
+
+
+async def test_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    await fleetkit.db.migrate(url)
+    engine = create_async_engine(fleetkit.db.normalize_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = 'zz_nobody'"))
+    finally:
+        await engine.dispose()
+    with pytest.raises(DatabaseError, match=r"zz_nobody.*version_locations"):
+        await fleetkit.db.migrate(url)

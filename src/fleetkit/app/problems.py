@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from fleetkit.bodylimit import BodyLimitMiddleware  # re-exported: it moved to the library
 from fleetkit.errors import BackendUnavailable, CircuitOpenError
-from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodyLimitMiddleware", "Problem", "install_problem_handlers", "problem"]
 
@@ -89,70 +89,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CircuitOpenError, circuit_open)
     app.add_exception_handler(BackendUnavailable, unavailable)
-
-
-class BodyLimitMiddleware:
-    """413 problem+json for bodies over ``max_bytes`` (declared or streamed), before the app
-    buffers them. (FastAPI's ``max_body_size`` answers a declared oversize body in plain
-    text, which is why this exists.)
-
-    A streamed (chunked) body is cut where it crosses the limit: the 413 is sent from inside
-    ``receive`` and the app is told the client left. Raising instead would not work: FastAPI
-    turns any exception while it reads the body into a 400.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    await self._reject(scope, send, declared)
-                    return
-        seen = 0
-        started = rejected = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen, rejected
-            if rejected:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    if not started:  # else the app already answered: just stop its reading
-                        rejected = True
-                        await self._reject(scope, send, seen)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if rejected:
-                return  # the 413 is the answer; whatever the app makes of the disconnect is not
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        await self.app(scope, limited_receive, tracking_send)
-
-    async def _reject(self, scope: Scope, send: Send, size: int) -> None:
-        detail = (f"request body exceeds {self.max_bytes} bytes" if size >= 0
-                  else "invalid Content-Length")
-        status = 413 if size >= 0 else 400
-        response = problem(status, detail, type_="body-too-large" if size >= 0 else "bad-request",
-                           instance=scope.get("path"))
-        await response(scope, _no_receive, send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}

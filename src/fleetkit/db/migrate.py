@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import importlib.metadata
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -31,12 +33,16 @@ from sqlalchemy.pool import NullPool
 from fleetkit.db.urls import is_sqlite, normalize_url
 from fleetkit.errors import DatabaseError
 
-__all__ = ["LOCK_KEY", "MIGRATIONS", "MigrationResult", "alembic_config", "head_revision",
-           "migrate"]
+__all__ = ["ENTRY_POINT_GROUP", "LOCK_KEY", "MIGRATIONS", "MigrationResult", "alembic_config",
+           "head_revision", "migrate", "registered_version_locations"]
+
+log = logging.getLogger("fleetkit.db")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Advisory lock key: "fleetkit" as a 64-bit integer, shared by every fleetkit process.
 LOCK_KEY = int.from_bytes(b"fleetkit", "big")
+#: Entry points naming applications' revision directories (``fleetkit.app.migrations:VERSIONS``).
+ENTRY_POINT_GROUP = "fleetkit.migrations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +81,35 @@ def head_revision(*, version_locations: Sequence[str | Path] = ()) -> str | None
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
-def _upgrade(conn: Connection, cfg: Config, revision: str) -> tuple[str | None, str | None]:
+def registered_version_locations() -> list[Path]:
+    """Revision directories that installed applications declare (entry points
+    ``fleetkit.migrations``); one whose package cannot be imported is skipped."""
+    found = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found.append(Path(entry.load()))
+        except ImportError as exc:
+            log.debug("migrations of %s unavailable: %s", entry.name, exc)
+    return found
+
+
+def _knows(cfg: Config, rev: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(cfg).get_revision(rev) is not None
+    except CommandError:
+        return False
+
+
+def _upgrade(conn: Connection, cfg: Config, revision: str,
+             locations: Sequence[str | Path]) -> tuple[str | None, str | None]:
     before = MigrationContext.configure(conn).get_current_revision()
+    if before is not None and not _knows(cfg, before):
+        # Already at an application's revision (the reference service's 0003_app, say):
+        # include the registered applications' revisions, so "head" is theirs.
+        given = {Path(p).resolve() for p in locations}
+        extra = [p for p in registered_version_locations() if p.resolve() not in given]
+        if extra:
+            cfg = alembic_config(version_locations=[*locations, *extra])
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, revision)
     after = MigrationContext.configure(conn).get_current_revision()
@@ -98,9 +131,9 @@ async def migrate(url: str | URL, *, revision: str = "head", lock_timeout: float
     """Upgrade the database at ``url`` to ``revision`` under the migration lock.
 
     ``version_locations``: extra revision directories (see :func:`alembic_config`). A database
-    already at a revision none of the locations has (e.g. ``0003_app``, the reference service's,
-    migrated here without ``fleetkit.app.migrations.VERSIONS``) is a :class:`DatabaseError`
-    that names the revision.
+    already at a revision none of them has (e.g. ``0003_app``, made by ``fleetkit migrate``) is
+    upgraded with the :func:`registered_version_locations` too; if none has it either, a
+    :class:`DatabaseError` names the revision.
     """
     sa_url = normalize_url(url)
     cfg = alembic_config(sa_url, version_locations=version_locations)
@@ -116,7 +149,7 @@ async def migrate(url: str | URL, *, revision: str = "head", lock_timeout: float
             try:
                 waited = time.monotonic() - start
                 async with engine.begin() as conn:
-                    before, after = await conn.run_sync(_upgrade, cfg, revision)
+                    before, after = await conn.run_sync(_upgrade, cfg, revision, version_locations)
             finally:
                 lock.__exit__(None, None, None)
         else:
@@ -126,7 +159,7 @@ async def migrate(url: str | URL, *, revision: str = "head", lock_timeout: float
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
                 waited = time.monotonic() - start
                 await conn.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
-                before, after = await conn.run_sync(_upgrade, cfg, revision)
+                before, after = await conn.run_sync(_upgrade, cfg, revision, version_locations)
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migration failed: {type(exc).__name__}: {exc}") from exc
     except CommandError as exc:  # e.g. "Can't locate revision identified by '0003_app'"
