@@ -123,6 +123,8 @@ def default_text(name: str, info: FieldInfo) -> str:
     if info.default_factory is not None:
         if name == "instance_id":
             return "`<hostname>-<pid>`"
+        if name == "data_dir":
+            return "`$XDG_DATA_HOME/fleetkit`"
         value = info.default_factory()  # type: ignore[call-arg]
         return "(empty)" if value in ([], {}, "") else f"`{value}`"
     if info.default is PydanticUndefined or info.default is None:

@@ -29,7 +29,8 @@
 #
 # The app processes get the caller's environment, then the stack's addresses (always), then these
 # defaults unless the caller set them: SHUTDOWN_DELAY=3 GRACEFUL_TIMEOUT=10 SESSION_COOKIE_SECURE=
-# false SESSION_COOKIE_NAME=session TRUSTED_PROXIES=127.0.0.1/32 HEALTH_INTERVAL=1 LOG_LEVEL=info
+# false SESSION_COOKIE_NAME=session TRUSTED_PROXIES=127.0.0.1/32 SECRET_KEY=<a fixed local value>
+# HEALTH_INTERVAL=1 LOG_LEVEL=info
 # (set e.g. RATE_LIMIT_LOGIN before `up` to change a policy). With FLEETKIT_STACK_ADMIN_EMAIL and
 # FLEETKIT_STACK_ADMIN_PASSWORD set, `up` makes that account an admin (`fleetkit admin create`).
 #
@@ -168,6 +169,8 @@ export_app_env() {
     export SESSION_COOKIE_SECURE=${SESSION_COOKIE_SECURE:-false}
     export SESSION_COOKIE_NAME=${SESSION_COOKIE_NAME:-session}
     export TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1/32}
+    # One secret for the three instances (tokens minted on one are listed/revoked on another).
+    export SECRET_KEY=${SECRET_KEY:-local-stack-secret-key-not-for-production}
     export HEALTH_INTERVAL=${HEALTH_INTERVAL:-1}
     export LOG_LEVEL=${LOG_LEVEL:-info}
     # One process per instance: /metrics needs no multiprocess directory.

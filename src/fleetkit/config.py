@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fleetkit.errors import ConfigError
@@ -37,6 +37,8 @@ _MAX_MULTIPLIER = 10**6
 _COOKIE_NAME_RE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
 
 CommaList = Annotated[list[str], NoDecode]
+# Settings whose value is never shown in an error message, not even redacted.
+_SECRET_SETTINGS = frozenset({"SECRET_KEY"})
 
 
 def parse_policy_list(value: str) -> list[str]:
@@ -58,6 +60,11 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return value
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fleetkit"
 
 
 def _default_instance_id() -> str:
@@ -105,7 +112,8 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL (seed names) ------------------------------------------------------------
     database_url: str = Field(
-        "sqlite+aiosqlite:///./fleetkit.db", description="Primary; SQLite means embedded mode."
+        "sqlite+aiosqlite:///{DATA_DIR}/fleetkit.db",
+        description="Primary; SQLite means embedded mode. `{DATA_DIR}` is replaced by DATA_DIR.",
     )
     database_read_urls: CommaList = Field(default_factory=list)
     database_connection_limit: int = Field(100, ge=1, le=100_000)
@@ -121,7 +129,13 @@ class Settings(BaseSettings):
     # --- rate limiting ----------------------------------------------------------------------
     rate_limit_ip: str = "50/second;5000/hour"
     rate_limit_user: str = "100/second;20000/hour"
-    rate_limit_login: str = "5/minute;50/hour"
+    rate_limit_login: str = "5/minute;50/hour"  # per client address, every login attempt
+    rate_limit_login_account_ip: str = "5/minute;20/hour"  # one account from one address
+    # One account from all addresses not known to it: high enough that a flood of wrong passwords
+    # from rotating addresses cannot cheaply lock the real user out; a known device or address
+    # passes it (docs/security.md, "Login protection").
+    rate_limit_login_account: str = "20/minute;100/hour"
+    rate_limit_login_device: str = "10/minute;50/hour"  # one signed device cookie
     rate_limit_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
     rate_limit_failure_mode: Literal["local", "open", "closed"] = "local"
     rate_limit_shadow: bool = False
@@ -167,6 +181,9 @@ class Settings(BaseSettings):
     session_on_limit: Literal["evict_oldest", "refuse"] = "evict_oldest"
     session_cookie_name: str = Field("__Host-session", pattern=_COOKIE_NAME_RE)
     session_cookie_secure: bool = Field(True, description="False only for plain-HTTP development.")
+    secret_key: SecretStr | None = Field(
+        None, description="Keys token routes, account hashes and device cookies; the same on "
+                          "every instance; required in production.")
     session_regions: CommaList = Field(
         default_factory=list, description="Other regions: 'name=redis://...' items."
     )
@@ -184,9 +201,19 @@ class Settings(BaseSettings):
 
     # --- audit ------------------------------------------------------------------------------
     audit_stream_shards: int = Field(4, ge=1, le=1024)
-    audit_spool_dir: Path = Path("./var/audit-spool")
+    audit_spool_dir: Path = Field(
+        Path("{DATA_DIR}/audit-spool"), description="`{DATA_DIR}` is replaced by DATA_DIR."
+    )
     audit_batch_size: int = Field(2000, ge=1, le=100_000)
     audit_max_deliveries: int = Field(5, ge=1)
+
+    # --- data directory --------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where embedded mode writes (SQLite database, its migration lock, audit "
+                    "spool and audit.db): `$XDG_DATA_HOME/fleetkit`, else "
+                    "`~/.local/share/fleetkit`; never the current directory.",
+    )
 
     # --- health / observability -------------------------------------------------------------
     health_interval: float = Field(5.0, gt=0)
@@ -239,7 +266,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP network") from exc
         return value
 
-    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login")
+    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login",
+                     "rate_limit_login_account_ip", "rate_limit_login_account",
+                     "rate_limit_login_device")
     @classmethod
     def _check_policies(cls, value: str) -> str:
         parse_policy_list(value)
@@ -275,12 +304,38 @@ class Settings(BaseSettings):
                                  f"{', '.join(classes)})")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 characters, e.g. the output of "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
+
+    @model_validator(mode="after")
+    def _place_data(self) -> Settings:
+        """``{DATA_DIR}`` in DATABASE_URL / AUDIT_SPOOL_DIR (their defaults) becomes DATA_DIR."""
+        data = str(self.data_dir)
+        given = set(self.model_fields_set)  # filling a default is not "set by the user"
+        if "{DATA_DIR}" in self.database_url:
+            self.database_url = self.database_url.replace("{DATA_DIR}", data)
+        if "{DATA_DIR}" in str(self.audit_spool_dir):
+            self.audit_spool_dir = Path(str(self.audit_spool_dir).replace("{DATA_DIR}", data))
+        self.__pydantic_fields_set__.intersection_update(given)
+        return self
+
     @model_validator(mode="after")
     def _check_pools(self) -> Settings:
         if self.session_absolute_ttl < self.session_idle_ttl:
             raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
         if self.overload_min_limit > self.overload_max_limit:
             raise ValueError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
+        if self.environment == "production" and self.secret_key is None:
+            raise ValueError("SECRET_KEY is required in production (the same secret on every "
+                             "instance: it keys session tokens, account hashes and device "
+                             "cookies)")
         return self
 
     @model_validator(mode="after")
@@ -371,6 +426,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 lines.append(msg)
                 continue
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {redact_text(str(got))!r})"
-            lines.append(f"{str(err['loc'][0]).upper()}: {msg}{shown}")
+            name = str(err["loc"][0]).upper()
+            hidden = isinstance(got, dict | list) or name in _SECRET_SETTINGS
+            shown = "" if hidden else f" (got {redact_text(str(got))!r})"
+            lines.append(f"{name}: {msg}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -72,7 +72,10 @@ class KeyOut(BaseModel):
 def _policy_limits(svc: Svc, policy: str) -> tuple[Limit, ...]:
     table = {"ip": svc.settings.rate_limit_ip, "user": svc.settings.rate_limit_user,
              "login": svc.settings.rate_limit_login,
-             "login-account": svc.settings.rate_limit_login}
+             # keys: the account's keyed hash (in its audit events), + ":<ip>" for account-ip
+             "login-account": svc.settings.rate_limit_login_account,
+             "login-account-ip": svc.settings.rate_limit_login_account_ip,
+             "login-device": svc.settings.rate_limit_login_device}
     if policy not in table:
         raise Problem(404, f"unknown policy {policy!r}; one of {sorted(table)}",
                       type_="not-found")

@@ -8,7 +8,6 @@ keeps the primary's WAL position of the user's last write).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -20,12 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetkit.app.fields import DbId, DbOffset, EventIdText, SafeText
+from fleetkit.app.login import REASONS, Verdict
 from fleetkit.app.models import items, users
 from fleetkit.app.passwords import hash_password, verify_password
 from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
 from fleetkit.errors import DatabaseError
+from fleetkit.fastapi import bearer_scheme, cookie_scheme
 from fleetkit.observability import get_request_id
 from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
 from fleetkit.sessions import Session, SessionContext
@@ -132,7 +133,9 @@ async def session_ctx(request: Request) -> SessionContext:
     return ctx
 
 
-async def current_session(request: Request) -> Session:
+async def current_session(request: Request, _b: Annotated[None, Depends(bearer_scheme)],
+                          _c: Annotated[None, Depends(cookie_scheme)]) -> Session:
+    # The scheme dependencies only document bearer/cookie in OpenAPI (they do no work).
     session: Session | None = request.scope.get("state", {}).get("session")
     if session is None:
         raise Problem(401, "authentication required", type_="unauthenticated",
@@ -262,15 +265,15 @@ def _quota_exceeded(request: Request, results: list[tuple[str, Decision]]) -> Re
                         429: {"description": "too many attempts"}})
 async def login(body: Credentials, request: Request, response: Response, svc: Svc,
                 ctx: Ctx) -> LoginOut | Response:
-    # Per-account limit on top of the per-IP login policy: stops one account being guessed
-    # from many addresses. Keyed by a hash so no email is stored in Redis.
-    account = hashlib.sha256(body.email.encode()).hexdigest()[:32]
-    decision = await svc.limiter.hit_many(f"login-account:{account}", svc.login_limits,
-                                          policy="login-account")
-    if not decision.allowed:
-        await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
-                                     "too many attempts for this account"))
-        return _quota_exceeded(request, [("login-account", decision)])
+    # Per account+address, per account (known devices and addresses exempt) and per device,
+    # on top of the middleware's per-address policy: fleetkit.app.login, docs/security.md.
+    guard = svc.login
+    ip = client_ip(request.scope, svc.trusted_proxies) or "unknown"
+    account = guard.account_hash(body.email)
+    device = guard.device_of(request.cookies.get(guard.cookie_name), account)
+    verdict = await guard.check(account, ip, device)
+    if verdict.denied is not None and not verdict.locked_for_unknown_clients:
+        return await _login_denied(request, svc, verdict)
 
     async def find(conn: AsyncConnection) -> Any:
         result = await conn.execute(_USER_BY_EMAIL, {"email": body.email})
@@ -279,9 +282,13 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     # The primary, not a replica: a user who just registered must be able to log in.
     async with svc.db_breaker, svc.db.write() as conn:
         row = await find(conn)
+    if verdict.locked_for_unknown_clients and (row is None or ip not in {
+            s.ip for s in await svc.sessions.list(str(row.id))}):
+        return await _login_denied(request, svc, verdict)
     if not await verify_password(row.password_hash if row else None, body.password):
         await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
-                                     "auth.login", "session", "failure", "bad credentials"))
+                                     "auth.login", "session", "failure", "bad credentials",
+                                     account=account))
         raise Problem(401, "wrong email or password", type_="bad-credentials")
     # The WAL position now covers the registration: the new session's replica reads see it.
     data: dict[str, Any] = {"role": row.role}
@@ -289,11 +296,29 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     if lsn is not None:
         data["lsn"] = lsn
     # login() revokes the request's previous session: a fresh token on every login.
-    session = await ctx.login(str(row.id), data=data)
+    replaced = ctx.session
+    session = await ctx.login(str(row.id), data=data, ip=ip)
+    if replaced is not None:
+        await svc.audit_event(_event(request, replaced.user_id, "session.revoke",
+                                     f"session/{replaced.id}", "success",
+                                     "replaced by a new login", new_session=session.id))
+    if session.evicted:
+        await svc.audit_event(_event(request, str(row.id), "session.evict", f"user/{row.id}",
+                                     "success", "per-user session cap",
+                                     evicted=session.evicted, cap=svc.sessions.max_per_user))
     await svc.audit_event(_event(request, str(row.id), "session.create",
-                                 f"session/{session.id}", "success"))
+                                 f"session/{session.id}", "success",
+                                 known_device=device is not None))
     response.headers["Cache-Control"] = "no-store"
+    response.headers.append("Set-Cookie", guard.device_cookie(account, device))
     return LoginOut(token=session.token, session_id=session.id, user=_user_out(row._mapping))
+
+
+async def _login_denied(request: Request, svc: Services, verdict: Verdict) -> Response:
+    policy = verdict.denied or "login-account"
+    await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
+                                 REASONS[policy], account=verdict.account, policy=policy))
+    return _quota_exceeded(request, verdict.results)
 
 
 @router.post("/auth/logout", status_code=204)

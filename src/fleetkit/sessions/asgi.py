@@ -73,12 +73,16 @@ class SessionContext:
         _publish(self.scope, self.session)
 
     async def login(self, user_id: str, *, data: dict[str, Any] | None = None,
-                    cookie: bool = True) -> Session:
-        """Create a session for ``user_id`` (the previous one of this request is revoked)."""
+                    cookie: bool = True, ip: str | None = None) -> Session:
+        """Create a session for ``user_id`` (the previous one of this request is revoked).
+
+        ``ip``: the client address to record (e.g. resolved through trusted proxies); by
+        default the peer address of the connection."""
         if self.session is not None:
             await self.store.revoke(self.session.token)
-        client = self.scope.get("client")
-        ip = client[0] if client else ""
+        if ip is None:
+            client = self.scope.get("client")
+            ip = client[0] if client else ""
         ua = ""
         for name, value in self.scope.get("headers", ()):
             if name == b"user-agent":
