@@ -283,7 +283,7 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     async with svc.db_breaker, svc.db.write() as conn:
         row = await find(conn)
     if verdict.locked_for_unknown_clients and (row is None or ip not in {
-            s.ip for s in await svc.sessions.list(str(row.id))}):
+            s.ip for s in await svc.sessions.list_sessions(str(row.id))}):
         return await _login_denied(request, svc, verdict)
     if not await verify_password(row.password_hash if row else None, body.password):
         await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
@@ -339,7 +339,7 @@ async def me(session: Auth, svc: Svc) -> UserOut:
 
 @router.get("/sessions", response_model=list[SessionOut])
 async def list_sessions(session: Auth, svc: Svc) -> list[SessionOut]:
-    infos = await svc.sessions.list(session.user_id)
+    infos = await svc.sessions.list_sessions(session.user_id)
     return [SessionOut(id=i.id, created=i.created, last_seen=i.last_seen, ip=i.ip,
                        user_agent=i.user_agent, current=i.id == session.id) for i in infos]
 
@@ -360,7 +360,7 @@ async def revoke_session(session_id: Annotated[SafeText, Path(max_length=128)],
 @router.delete("/sessions", status_code=200)
 async def revoke_other_sessions(request: Request, session: Auth, svc: Svc) -> dict[str, int]:
     revoked = 0
-    for info in await svc.sessions.list(session.user_id):
+    for info in await svc.sessions.list_sessions(session.user_id):
         if info.id != session.id and await svc.sessions.revoke_id(session.user_id, info.id):
             revoked += 1
     await svc.audit_event(_event(request, session.user_id, "session.revoke_others",
