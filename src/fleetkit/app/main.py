@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from fleetkit.app.admin import router as admin_router
+from fleetkit.app.auth import router as auth_router
 from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
 from fleetkit.app.routes import router
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.state.services = services
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(auth_router)
     app.include_router(admin_router)
     install_problem_handlers(app)
 
