@@ -23,8 +23,8 @@ from fleetkit.integration import prepare_data_dir
 from fleetkit.monitor import SessionMonitor
 from fleetkit.overload import AdmissionController, LoopLagSampler
 from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
-from fleetkit.redis import AnyRedis, RedisClients, create_client
-from fleetkit.sessions import SessionStore, parse_region_urls
+from fleetkit.redis import AnyRedis, RedisClients
+from fleetkit.sessions import SessionStore
 
 __all__ = ["Services"]
 
@@ -59,28 +59,16 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         redis = RedisClients.from_settings(settings)
         db = Database.from_settings(settings)
-        limiter = RateLimiter(
-            redis=redis.ratelimit, coalescer=redis.coalescer("ratelimit"),
-            algorithm=settings.rate_limit_algorithm, failure_mode=settings.rate_limit_failure_mode,
-            fallback_instances=settings.rate_limit_fallback_instances,
-            instance_id=settings.instance_id,
-        )
+        # The limiter on its own coalescer (RateLimiter.COALESCER, what bench/ratelimit.py
+        # measures), even when the rate limit and session roles share one client.
+        limiter = RateLimiter.from_settings(settings, redis_clients=redis)
         breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
-        # Other regions' session Redis: foreign tokens are resolved in their home region.
-        regions: dict[str, AnyRedis] = {
-            name: create_client(url, role=f"sessions-{name}", options=redis.options)
-            for name, url in parse_region_urls(settings.session_regions).items()
-        }
         keys = Keys.from_settings(settings)
-        sessions = SessionStore(
-            redis=redis.sessions, coalescer=redis.coalescer("sessions"),
-            idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
-            max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
-            region=settings.region, regions=regions,
-            foreign_tokens=settings.session_foreign_tokens,
-            # Keyed: the token's route part cannot be mapped to a user id without SECRET_KEY.
-            routing_key=keys.route,
-        )
+        # Other regions' session Redis (foreign tokens are resolved in their home region) are
+        # made and closed by the store. Keyed routes: the token's route part cannot be mapped
+        # to a user id without SECRET_KEY.
+        sessions = SessionStore.from_settings(settings, redis_clients=redis,
+                                              routing_key=keys.route)
         spool = Path(settings.audit_spool_dir)
         # Embedded mode keeps audit rows in the app's own SQLite file, so GET /v1/audit reads
         # them through the same Database as everything else.
@@ -89,9 +77,7 @@ class Services:
             redis=redis.main, shards=settings.audit_stream_shards, spool_dir=spool,
             sqlite_path=sqlite_db or spool.parent / "audit.db", instance=settings.instance_id,
         )
-        session_url = settings.redis_session_url or settings.redis_url
-        monitor = SessionMonitor(redis_url=session_url, instance_id=settings.instance_id,
-                                 interval=settings.session_monitor_interval)
+        monitor = SessionMonitor.from_settings(settings)
         health = HealthRegistry(interval=settings.health_interval, deadline=settings.health_timeout)
         # One controller per worker process: each has its own event loop, and the loop's
         # lag is the signal (docs/overload.md).
@@ -107,7 +93,6 @@ class Services:
             keys=keys,
             login=LoginGuard.from_settings(settings, limiter=limiter, keys=keys),
             login_limits=parse_limits(settings.rate_limit_login),
-            region_clients=list(regions.values()),
             trusted_proxies=tuple(ipaddress.ip_network(c, strict=False)
                                   for c in settings.trusted_proxies),
         )
@@ -166,7 +151,8 @@ class Services:
     async def aclose(self) -> None:
         """Stop in dependency order: health first (readiness already 503), audit flushed last."""
         steps = [self.health.aclose, self.overload_sampler.aclose, self.monitor.stop,
-                 self.breakers.aclose, self.limiter.aclose, self.audit.aclose, self.db.aclose,
+                 self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
+                 self.audit.aclose, self.db.aclose,
                  self.redis.aclose,
                  *(client.aclose for client in self.region_clients)]
         for step in steps:

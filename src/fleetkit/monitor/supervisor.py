@@ -18,12 +18,15 @@ import time
 from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetkit.health import ComponentStatus
 from fleetkit.keys import SESSIONS_PREFIX
 from fleetkit.monitor import metrics as m
 from fleetkit.monitor.worker import BUCKETS, WorkerConfig, run_worker
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
 
 __all__ = ["SessionMonitor"]
 
@@ -82,6 +85,18 @@ class SessionMonitor:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._pid_changed = asyncio.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SessionMonitor:
+        """On the sessions Redis (``REDIS_SESSION_URL``, else ``REDIS_URL``; neither: embedded,
+        nothing runs). The worker is a separate process that opens its own connection from the
+        URL, so no client is passed in; ``overrides`` are constructor keywords."""
+        options: dict[str, Any] = dict(
+            redis_url=settings.redis_session_url or settings.redis_url,
+            instance_id=settings.instance_id, interval=settings.session_monitor_interval,
+        )
+        options.update(overrides)
+        return cls(**options)
 
     @property
     def worker_pid(self) -> int | None:

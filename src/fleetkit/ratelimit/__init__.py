@@ -4,10 +4,17 @@ for all limits of a request), an in-memory twin, a local fallback, and ASGI/Fast
     from fleetkit.ratelimit import RateLimiter, Limit
     limiter = RateLimiter(redis=client, algorithm="sliding_window")
     d = await limiter.hit("user:42", Limit.parse("100/minute"), cost=1)
+
+Layout (as every stateful fleetkit package): ``backend.py`` the contract, ``redis.py`` and
+``memory.py`` its implementations, ``limiter.py`` the component, ``asgi.py`` the middleware.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
+from fleetkit.errors import RateLimitExceeded
 from fleetkit.ratelimit.asgi import (
     PROBLEM_TYPE,
     Policy,
@@ -16,20 +23,27 @@ from fleetkit.ratelimit.asgi import (
     ratelimit_headers,
     record_decision,
 )
+from fleetkit.ratelimit.backend import RateLimitBackend
+from fleetkit.ratelimit.decision import Decision, LimitState
 from fleetkit.ratelimit.keys import api_key_key, client_ip, ip_key, route_key, user_key
-from fleetkit.ratelimit.limiter import Decision, LimitState, RateLimiter
+from fleetkit.ratelimit.limiter import RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
-from fleetkit.ratelimit.memory import MemoryBackend
+from fleetkit.ratelimit.memory import MemoryRateLimitBackend, MemoryStore
+from fleetkit.ratelimit.redis import RedisRateLimitBackend
 
 __all__ = [
     "PROBLEM_TYPE",
     "Decision",
     "Limit",
     "LimitState",
-    "MemoryBackend",
+    "MemoryRateLimitBackend",
+    "MemoryStore",
     "Policy",
+    "RateLimitBackend",
+    "RateLimitExceeded",
     "RateLimitMiddleware",
     "RateLimiter",
+    "RedisRateLimitBackend",
     "api_key_key",
     "client_ip",
     "ip_key",
@@ -40,3 +54,11 @@ __all__ = [
     "route_key",
     "user_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MemoryBackend":  # deprecated: the name is also the breaker's and the sessions'
+        warnings.warn("fleetkit.ratelimit.MemoryBackend is deprecated; it is MemoryStore (the "
+                      "backend is MemoryRateLimitBackend)", DeprecationWarning, stacklevel=2)
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import orjson
 
@@ -36,11 +36,15 @@ from fleetkit.keys import SESSION_ROTATED as _R
 from fleetkit.keys import SESSION_TOMBSTONE as _T
 from fleetkit.keys import SESSIONS_PREFIX, session_base
 from fleetkit.observability.metrics import LabelCache
-from fleetkit.redis import Coalescer, Script
+from fleetkit.redis import Coalescer, CoalescerConfig, Script, create_client
 from fleetkit.sessions import metrics as m
 from fleetkit.sessions.memory import MemoryBackend
-from fleetkit.sessions.regions import ForeignPolicy, RegionRouter
+from fleetkit.sessions.regions import ForeignPolicy, RegionRouter, parse_region_urls
 from fleetkit.sessions.tokens import ParsedToken, make_route, new_token, parse_token
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
+    from fleetkit.redis import RedisClients
 
 __all__ = ["OnLimit", "Session", "SessionInfo", "SessionStore"]
 
@@ -104,7 +108,8 @@ class RedisBackend:
         self.client = client
         # Always coalesce: concurrent operations share a few connections and round trips
         # instead of opening one connection each (a login burst would otherwise open dozens).
-        self.coalescer = coalescer or Coalescer(client)
+        self.owns_coalescer = coalescer is None
+        self.coalescer = coalescer or SessionStore.COALESCER.build(client)
 
     async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         return await self.coalescer.run(script, keys, args)
@@ -149,7 +154,11 @@ class SessionStore:
 
     ``redis=None`` selects the in-memory backend (embedded mode). ``regions`` maps other regions'
     names to their session Redis clients (see :mod:`fleetkit.sessions.regions`).
+    :meth:`from_settings` builds it as the reference service runs it.
     """
+
+    #: The coalescer batching the store is benchmarked with (bench/sessions.py): the default.
+    COALESCER: ClassVar[CoalescerConfig] = CoalescerConfig()
 
     def __init__(
         self, *, redis: Any = None, idle_ttl: float = 1800, absolute_ttl: float = 86_400,
@@ -194,6 +203,49 @@ class SessionStore:
         self._stale_max_age = stale_max_age
         self._down_since: float | None = None
         self._last_error: str | None = None
+        self._owned_clients: builtins.list[Any] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, redis_clients: RedisClients,
+                      **overrides: Any) -> SessionStore:
+        """From ``SESSION_*`` settings on the ``sessions`` role client (``None``: memory),
+        through its shared coalescer with :attr:`COALESCER` batching. Other regions' clients
+        (``SESSION_REGIONS``) are created here and closed by :meth:`aclose`, unless ``regions``
+        is given; ``overrides`` are constructor keywords."""
+        owned: builtins.list[Any] = []
+        if "regions" not in overrides:
+            overrides["regions"] = {
+                name: create_client(url, role=f"sessions-{name}", options=redis_clients.options)
+                for name, url in parse_region_urls(settings.session_regions).items()}
+            owned = builtins.list(overrides["regions"].values())
+        options: dict[str, Any] = dict(
+            redis=redis_clients.sessions,
+            coalescer=redis_clients.coalescer("sessions", cls.COALESCER),
+            idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
+            max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
+            region=settings.region, foreign_tokens=settings.session_foreign_tokens,
+        )
+        options.update(overrides)
+        store = cls(**options)
+        store._owned_clients = owned
+        return store
+
+    async def aclose(self) -> None:
+        """Close the coalescers the store made and the region clients :meth:`from_settings`
+        created (the clients passed in stay open: their owner closes them)."""
+        backends = [self.router.local, *self.router.regions.values()]
+        for backend in backends:
+            if isinstance(backend, RedisBackend) and backend.owns_coalescer:
+                await backend.coalescer.aclose()
+        for client in self._owned_clients:
+            await client.aclose()
+        self._owned_clients = []
+
+    async def __aenter__(self) -> SessionStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # --- keys ---------------------------------------------------------------------------------
     def _base(self, route: str) -> str:
