@@ -52,6 +52,8 @@ __all__ = [
     "RateLimited",
     "SessionHandle",
     "Unauthenticated",
+    "bearer_scheme",
+    "cookie_scheme",
     "document_problems",
     "install",
     "problem_responses",
@@ -135,10 +137,12 @@ class _CookieScheme(APIKeyCookie):
         return None
 
 
-_bearer = _BearerScheme(scheme_name="bearer", auto_error=False,
-                        description="Authorization: Bearer <session token>")
-_cookie = _CookieScheme(name="__Host-session", scheme_name="session-cookie", auto_error=False,
-                        description="The session cookie set at login (SESSION_COOKIE_NAME)")
+#: Declare the schemes on a dependency of your own: ``_: Annotated[None, Depends(bearer_scheme)]``.
+bearer_scheme = _bearer = _BearerScheme(
+    scheme_name="bearer", auto_error=False, description="Authorization: Bearer <session token>")
+cookie_scheme = _cookie = _CookieScheme(
+    name="__Host-session", scheme_name="session-cookie", auto_error=False,
+    description="The session cookie set at login (SESSION_COOKIE_NAME)")
 
 
 def _context(request: Request) -> SessionContext:

@@ -28,7 +28,13 @@ from fleetkit.bodylimit import BodyLimitMiddleware
 from fleetkit.breaker import BreakerRegistry
 from fleetkit.config import Settings
 from fleetkit.errors import ConfigError
-from fleetkit.health import HealthMiddleware, HealthRegistry, add_redis_checks, component_check
+from fleetkit.health import (
+    ComponentStatus,
+    HealthMiddleware,
+    HealthRegistry,
+    add_redis_checks,
+    component_check,
+)
 from fleetkit.monitor import SessionMonitor
 from fleetkit.observability import HTTPMetricsMiddleware, RequestIdMiddleware
 from fleetkit.overload import (
@@ -76,41 +82,46 @@ class Fleet:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, database: bool | None = None,
-                      monitor: bool = True) -> Fleet:
-        """Build every component (nothing connects before :meth:`start`).
+                      monitor: bool = True, **components: Any) -> Fleet:
+        """Build every component with its ``from_settings`` (nothing connects before
+        :meth:`start`).
 
         ``database``: build the :class:`~fleetkit.db.Database` router (the ``postgres`` or
         ``sqlite`` extra); by default only when ``DATABASE_URL`` is set. ``monitor``: supervise
-        the session monitor worker process (distributed mode only).
+        the session monitor worker process (it runs in distributed mode only). ``components``
+        replaces what would be built (``redis=``, ``db=``, ``sessions=``, ``audit=``...), for
+        an app that configures one component further.
         """
         if database is None:
             database = "database_url" in settings.model_fields_set
-        redis = RedisClients.from_settings(settings)
-        db = _database(settings) if database else None
-        limiter = RateLimiter(
-            redis=redis.ratelimit, coalescer=redis.coalescer("ratelimit"),
-            algorithm=settings.rate_limit_algorithm, failure_mode=settings.rate_limit_failure_mode,
-            fallback_instances=settings.rate_limit_fallback_instances,
-            instance_id=settings.instance_id)
-        sessions = SessionStore(
-            redis=redis.sessions, coalescer=redis.coalescer("sessions"),
-            idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
-            max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
-            region=settings.region)
-        breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
-        audit = AuditLog.from_settings(settings, redis=redis.main)
-        supervisor = None
-        if monitor and not redis.embedded:
-            supervisor = SessionMonitor(
-                redis_url=settings.redis_session_url or settings.redis_url,
-                instance_id=settings.instance_id, interval=settings.session_monitor_interval)
-        # One admission controller per process: the event loop's lag is its signal.
-        overload = AdmissionController.from_settings(settings) if settings.overload_enabled \
-            else None
-        fleet = cls(settings=settings, redis=redis, limiter=limiter, sessions=sessions,
-                    breakers=breakers, audit=audit, health=HealthRegistry.from_settings(settings),
-                    monitor=supervisor, db=db, overload=overload,
-                    overload_sampler=LoopLagSampler(overload) if overload else None)
+        unknown = set(components) - {f for f in cls.__dataclass_fields__ if f != "_closers"}
+        if unknown:
+            raise ConfigError(f"Fleet.from_settings: unknown components {sorted(unknown)}")
+        redis = components.pop("redis", None) or RedisClients.from_settings(settings)
+
+        def build(name: str, make: Callable[[], Any]) -> Any:
+            return components[name] if name in components else make()
+
+        overload = build("overload", lambda: AdmissionController.from_settings(settings)
+                         if settings.overload_enabled else None)
+        fleet = cls(
+            settings=settings, redis=redis,
+            db=build("db", lambda: _database(settings) if database else None),
+            # The limiter on its own coalescer (RateLimiter.COALESCER, what its bench measures).
+            limiter=build("limiter", lambda: RateLimiter.from_settings(
+                settings, redis_clients=redis)),
+            sessions=build("sessions", lambda: SessionStore.from_settings(
+                settings, redis_clients=redis)),
+            breakers=build("breakers", lambda: BreakerRegistry.from_settings(
+                settings, redis=redis.main)),
+            audit=build("audit", lambda: AuditLog.from_settings(settings, redis=redis.main)),
+            health=build("health", lambda: HealthRegistry.from_settings(settings)),
+            monitor=build("monitor", lambda: SessionMonitor.from_settings(settings)
+                          if monitor else None),
+            overload=overload,
+            overload_sampler=build("overload_sampler", lambda: LoopLagSampler(overload)
+                                   if overload is not None else None),
+        )
         fleet._register_checks()
         return fleet
 
@@ -131,6 +142,16 @@ class Fleet:
             # warn while shedding, never fail: a busy instance stays in rotation.
             h.add("overload", component_check(self.overload), critical=False,
                   measurement="limit")
+        if self.monitor is not None:
+            h.add_liveness("session-monitor", self._monitor_alive)
+
+    def _monitor_alive(self) -> bool | ComponentStatus:
+        # The supervisor restarts a dead worker itself: a restart in progress is warn, never a
+        # reason for Kubernetes to kill the whole pod.
+        monitor = self.monitor
+        if monitor is None or monitor.config is None or monitor.worker_pid is not None:
+            return True
+        return ComponentStatus("warn", "worker", output="session monitor worker restarting")
 
     # --- middleware ---------------------------------------------------------------------
     def policies(self, *, login_path: str | None = None) -> list[Policy]:
@@ -187,6 +208,7 @@ class Fleet:
                 await migrate(self.settings.database_url)
             await self.db.start()
         await self.redis.preload()
+        await self.breakers.start()  # their home loop: sync calls from threads use this one
         if self.monitor is not None:
             await self.monitor.start()
         await self.health.start()
@@ -201,8 +223,9 @@ class Fleet:
         if self.overload_sampler is not None:
             steps.append(self.overload_sampler.aclose)
         if self.monitor is not None:
-            steps.append(self.monitor.stop)
-        steps += [self.breakers.aclose, self.limiter.aclose, self.audit.aclose]
+            steps.append(self.monitor.aclose)
+        steps += [self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
+                  self.audit.aclose]
         if self.db is not None:
             steps.append(self.db.aclose)
         steps += [*self._closers, self.redis.aclose]

@@ -138,8 +138,13 @@ else:
     def fleetkit_clock() -> ManualClock:
         return ManualClock()
 
-    @pytest.fixture
-    async def fleetkit_client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
-        """A client for your ``app`` fixture, its lifespan (fleetkit's start-up) running."""
-        async with client(app) as http:
-            yield http
+    try:
+        import pytest_asyncio
+    except ImportError:  # pragma: no cover - the async fixture needs pytest-asyncio
+        pass
+    else:
+        @pytest_asyncio.fixture
+        async def fleetkit_client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+            """A client for your ``app`` fixture, its lifespan (fleetkit's start-up) running."""
+            async with client(app) as http:
+                yield http

@@ -31,6 +31,7 @@ from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
 from fleetkit.app.routes import router
 from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
+from fleetkit.fastapi import document_problems
 from fleetkit.health.asgi import HealthMiddleware
 from fleetkit.health.shutdown import drain_on_signal
 from fleetkit.observability import (
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.include_router(auth_router)
     app.include_router(admin_router)
     install_problem_handlers(app)
+    document_problems(app)  # 401/403 on protected routes, 429/503 everywhere, in OpenAPI
 
     trusted = list(settings.trusted_proxies)
     policies = [

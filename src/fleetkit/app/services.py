@@ -150,7 +150,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Stop in dependency order: health first (readiness already 503), audit flushed last."""
-        steps = [self.health.aclose, self.overload_sampler.aclose, self.monitor.stop,
+        steps = [self.health.aclose, self.overload_sampler.aclose, self.monitor.aclose,
                  self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
                  self.audit.aclose, self.db.aclose,
                  self.redis.aclose,

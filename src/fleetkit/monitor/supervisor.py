@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import time
+import warnings
 from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -113,7 +114,7 @@ class SessionMonitor:
         self._spawn()
         self._task = asyncio.get_running_loop().create_task(self._supervise())
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:
         """Ask the worker to stop (it releases the lease), then make sure it is gone."""
         self._stopping = True
         if self._task is not None:
@@ -128,12 +129,18 @@ class SessionMonitor:
         m.UP.set(0)
         m.LEADER.set(0)
 
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Deprecated alias of :meth:`aclose` (every other component closes with aclose)."""
+        warnings.warn("SessionMonitor.stop() is deprecated; use aclose()", DeprecationWarning,
+                      stacklevel=2)
+        await self.aclose(timeout)
+
     async def __aenter__(self) -> SessionMonitor:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self.aclose()
 
     # --- process management ------------------------------------------------------------------
     def _spawn(self) -> None:

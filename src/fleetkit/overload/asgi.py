@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import orjson
 
-from fleetkit.observability.metrics import LabelCache
 from fleetkit.overload import metrics
 from fleetkit.overload.admission import ADMITTED, REFUSED, AdmissionController, Priority
 from fleetkit.overload.classify import RouteClassifier
@@ -68,8 +67,10 @@ class OverloadMiddleware:
         self._starts = [[*base, (b"retry-after", str(s).encode())]
                         for s in range(1, retry_after + 1)]
         self._body = body
-        self._random = random.Random()
-        self._refused = LabelCache(metrics.REFUSED)
+        self._random = random.Random().random
+        # Counter children resolved once: .labels() costs as much as the rest of a refusal.
+        self._refused = {(p, reason): metrics.REFUSED.labels(p.label, reason)
+                         for p in Priority for reason in ("limit", "queue_timeout", "evicted")}
         if controller.on_window is None:
             controller.on_window = metrics.publish
 
@@ -113,8 +114,8 @@ class OverloadMiddleware:
             raise
 
     async def _refuse(self, send: Send, priority: Priority, reason: str) -> None:
-        self._refused(priority.label, reason).inc()
+        self._refused[priority, reason].inc()
         starts = self._starts
-        headers = starts[int(self._random.random() * len(starts))]
+        headers = starts[int(self._random() * len(starts))]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": self._body})

@@ -9,12 +9,13 @@ Expired keys are dropped lazily on access and by an amortised sweep, so memory s
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fleetkit.redis import Script
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemorySessionBackend"]
 
 Reply = Any
 
@@ -102,7 +103,7 @@ def _split(h: dict[str, str]) -> list[str]:
     return [x for kv in h.items() for x in kv]
 
 
-class MemoryBackend:
+class MemorySessionBackend:
     """Runs the session scripts against a process-local keyspace (same replies as Redis)."""
 
     def __init__(self) -> None:
@@ -115,6 +116,9 @@ class MemoryBackend:
 
     async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Reply:
         return self._ops[script.name]([_str(k) for k in keys], [_str(a) for a in args])
+
+    async def aclose(self) -> None:
+        """Nothing to release: the keyspace lives as long as the store."""
 
     def _create(self, keys: Sequence[str], argv: Sequence[str]) -> Reply:
         ks, now = self.ks, self.ks.now()
@@ -257,3 +261,11 @@ class MemoryBackend:
                 reply += [m, h["c"], ks.pttl(base + "s" + m), h.get("i", ""), h.get("a", "")]
         reply[0] = pruned
         return reply
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MemoryBackend":  # deprecated: the rate limiter and breaker had one too
+        warnings.warn("fleetkit.sessions.memory.MemoryBackend is deprecated; use "
+                      "MemorySessionBackend", DeprecationWarning, stacklevel=2)
+        return MemorySessionBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
