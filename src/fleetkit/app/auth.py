@@ -160,7 +160,7 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     async with svc.db_breaker, svc.db.write() as conn:
         row = await find(conn)
     if verdict.locked_for_unknown_clients and (row is None or ip not in {
-            s.ip for s in await svc.sessions.list(str(row.id))}):
+            s.ip for s in await svc.sessions.list_sessions(str(row.id))}):
         return await _login_denied(request, svc, verdict)
     if not await verify_password(row.password_hash if row else None, body.password):
         await svc.audit_event(_event(request, str(row.id) if row else "anonymous",

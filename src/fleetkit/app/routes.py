@@ -22,11 +22,7 @@ from fleetkit.app.models import items, users
 from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
-<<<<<<< HEAD
-=======
-from fleetkit.errors import DatabaseError
 from fleetkit.fastapi import bearer_scheme, cookie_scheme
->>>>>>> main
 from fleetkit.observability import get_request_id
 from fleetkit.ratelimit import client_ip
 from fleetkit.sessions import Session, SessionContext
@@ -205,114 +201,6 @@ async def ping() -> dict[str, bool]:
     return {"pong": True}
 
 
-<<<<<<< HEAD
-=======
-@router.post("/auth/register", status_code=201, response_model=UserOut,
-             responses={409: {"description": "email already registered"}})
-async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
-    password_hash = await hash_password(body.password)
-    role = "user"  # the only way to an admin is `fleetkit admin create` or an admin's grant
-
-    async def insert(conn: AsyncConnection) -> Any:
-        result = await conn.execute(
-            users.insert().values(email=body.email, password_hash=password_hash, role=role)
-            .returning(users.c.id, users.c.email, users.c.role, users.c.created_at))
-        return result.one()
-
-    try:
-        row = await _write(svc, None, insert)
-    except DatabaseError as exc:
-        if not isinstance(exc.__cause__, IntegrityError):
-            raise
-        await svc.audit_event(_event(request, "anonymous", "user.register", "user",
-                                     "failure", "email already registered"))
-        raise Problem(409, "this email is already registered", type_="email-taken") from None
-    await svc.audit_event(_event(request, str(row.id), "user.register", f"user/{row.id}",
-                                 "success", role=role))
-    return _user_out(row._mapping)
-
-
-def _quota_exceeded(request: Request, results: list[tuple[str, Decision]]) -> Response:
-    """The same 429 as the rate-limit middleware's (problem type, fields), for a limit that a
-    route checks itself. The middleware merges these limits into its own RateLimit fields, so
-    the response carries one RateLimit/RateLimit-Policy pair and one Retry-After."""
-    for name, decision in results:
-        record_decision(request.scope, name, decision)
-    headers = {k.decode(): v.decode() for k, v in ratelimit_headers(results)}
-    return Response(problem_body(results, request.url.path), status_code=429, headers=headers,
-                    media_type="application/problem+json")
-
-
-@router.post("/auth/login", response_model=LoginOut,
-             responses={401: {"description": "wrong email or password"},
-                        429: {"description": "too many attempts"}})
-async def login(body: Credentials, request: Request, response: Response, svc: Svc,
-                ctx: Ctx) -> LoginOut | Response:
-    # Per account+address, per account (known devices and addresses exempt) and per device,
-    # on top of the middleware's per-address policy: fleetkit.app.login, docs/security.md.
-    guard = svc.login
-    ip = client_ip(request.scope, svc.trusted_proxies) or "unknown"
-    account = guard.account_hash(body.email)
-    device = guard.device_of(request.cookies.get(guard.cookie_name), account)
-    verdict = await guard.check(account, ip, device)
-    if verdict.denied is not None and not verdict.locked_for_unknown_clients:
-        return await _login_denied(request, svc, verdict)
-
-    async def find(conn: AsyncConnection) -> Any:
-        result = await conn.execute(_USER_BY_EMAIL, {"email": body.email})
-        return result.one_or_none()
-
-    # The primary, not a replica: a user who just registered must be able to log in.
-    async with svc.db_breaker, svc.db.write() as conn:
-        row = await find(conn)
-    if verdict.locked_for_unknown_clients and (row is None or ip not in {
-            s.ip for s in await svc.sessions.list_sessions(str(row.id))}):
-        return await _login_denied(request, svc, verdict)
-    if not await verify_password(row.password_hash if row else None, body.password):
-        await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
-                                     "auth.login", "session", "failure", "bad credentials",
-                                     account=account))
-        raise Problem(401, "wrong email or password", type_="bad-credentials")
-    # The WAL position now covers the registration: the new session's replica reads see it.
-    data: dict[str, Any] = {"role": row.role}
-    lsn = await svc.db.current_lsn()
-    if lsn is not None:
-        data["lsn"] = lsn
-    # login() revokes the request's previous session: a fresh token on every login.
-    replaced = ctx.session
-    session = await ctx.login(str(row.id), data=data, ip=ip)
-    if replaced is not None:
-        await svc.audit_event(_event(request, replaced.user_id, "session.revoke",
-                                     f"session/{replaced.id}", "success",
-                                     "replaced by a new login", new_session=session.id))
-    if session.evicted:
-        await svc.audit_event(_event(request, str(row.id), "session.evict", f"user/{row.id}",
-                                     "success", "per-user session cap",
-                                     evicted=session.evicted, cap=svc.sessions.max_per_user))
-    await svc.audit_event(_event(request, str(row.id), "session.create",
-                                 f"session/{session.id}", "success",
-                                 known_device=device is not None))
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.append("Set-Cookie", guard.device_cookie(account, device))
-    return LoginOut(token=session.token, session_id=session.id, user=_user_out(row._mapping))
-
-
-async def _login_denied(request: Request, svc: Services, verdict: Verdict) -> Response:
-    policy = verdict.denied or "login-account"
-    await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
-                                 REASONS[policy], account=verdict.account, policy=policy))
-    return _quota_exceeded(request, verdict.results)
-
-
-@router.post("/auth/logout", status_code=204)
-async def logout(request: Request, session: Auth, svc: Svc, ctx: Ctx) -> Response:
-    await ctx.logout()
-    await svc.audit_event(_event(request, session.user_id, "session.revoke",
-                                 f"session/{session.id}", "success", reason="logout"))
-    return Response(status_code=204)
-
-
->>>>>>> main
 @router.get("/me", response_model=UserOut)
 async def me(session: Auth, svc: Svc) -> UserOut:
     rows = await _rows(svc, session, _USER_BY_ID, {"uid": int(session.user_id)})
