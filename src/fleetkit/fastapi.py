@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from fleetkit.config import Settings, load_settings
 from fleetkit.errors import CircuitOpenError, MiddlewareOrderError
-from fleetkit.integration import DEFAULT_EXEMPT, Fleet
+from fleetkit.integration import DEFAULT_EXEMPT, Fleet, Layer
 from fleetkit.observability import MetricsApp
 from fleetkit.ratelimit import Policy
 from fleetkit.ratelimit.fastapi import RateLimit, RateLimited, rate_limited
@@ -65,7 +65,8 @@ def install(app: Starlette, settings: Settings | None = None, *, fleet: Fleet | 
             policies: Sequence[Policy] | None = None, login_path: str | None = None,
             exempt: Sequence[str] = DEFAULT_EXEMPT, metrics_path: str | None = "/metrics",
             drain_signals: bool = False, database: bool | None = None,
-            monitor: bool = True, version: str | None = None) -> Fleet:
+            monitor: bool = True, version: str | None = None,
+            guards: Sequence[Layer] = ()) -> Fleet:
     """Wire every fleetkit component into ``app`` (FastAPI or Starlette); returns the Fleet.
 
     ``settings`` defaults to :func:`~fleetkit.config.load_settings` (the environment).
@@ -78,7 +79,7 @@ def install(app: Starlette, settings: Settings | None = None, *, fleet: Fleet | 
                                     monitor=monitor)
     app.state.fleet = fleet
     for cls, kwargs in fleet.layers(policies=policies, exempt=exempt, login_path=login_path,
-                                    version=version):
+                                    version=version, guards=guards):
         app.add_middleware(cls, **kwargs)  # each added outside the previous one
     if metrics_path is not None:
         multiproc = fleet.settings.prometheus_multiproc_dir

@@ -168,8 +168,12 @@ class Fleet:
 
     def layers(self, *, policies: Sequence[Policy] | None = None,
                exempt: Sequence[str] = DEFAULT_EXEMPT, login_path: str | None = None,
-               version: str | None = None) -> list[Layer]:
-        """The middleware, innermost first (the order ``app.add_middleware`` takes them)."""
+               version: str | None = None, guards: Sequence[Layer] = ()) -> list[Layer]:
+        """The middleware, innermost first (the order ``app.add_middleware`` takes them).
+
+        ``guards`` (innermost first) vet the raw request, such as protocol limits: they sit
+        inside the HTTP metrics (their refusals are counted) and outside health.
+        """
         s = self.settings
         chosen = list(policies) if policies is not None else self.policies(login_path=login_path)
         layers: list[Layer] = [
@@ -182,6 +186,7 @@ class Fleet:
         layers += [
             (HealthMiddleware, {"registry": self.health, "show_details": s.health_show_details,
                                 "service_id": s.instance_id, "version": version}),
+            *guards,
             (HTTPMetricsMiddleware, {"exclude": ("/metrics",)}),
             (RequestIdMiddleware, {}),
         ]
