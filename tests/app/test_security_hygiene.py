@@ -86,9 +86,7 @@ async def test_attempts_on_other_users_items_and_sessions_are_audited(
     sid = owner_body["session_id"]
     assert (await client.delete(f"/v1/sessions/{sid}", headers=bearer(intruder))
             ).status_code == 404
-    read = await wait_for_event(app, "item.read", actor=me, outcome="denied")
-    assert read.resource == f"item/{iid}" and read.metadata == {"other_owner": True}
-    for action in ("item.update", "item.delete"):
+    for action in ("item.read", "item.update", "item.delete"):
         event = await wait_for_event(app, action, actor=me, outcome="denied")
         assert event.resource == f"item/{iid}" and event.reason == "no such item of this user"
     await wait_for_event(app, "session.revoke", actor=me, outcome="denied",

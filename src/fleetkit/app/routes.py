@@ -273,10 +273,11 @@ async def list_items(session: Auth, svc: Svc, limit: Annotated[int, Query(ge=1, 
 
 
 async def _no_such_item(request: Request, svc: Services, session: Session, item_id: int,
-                        action: str, **metadata: Any) -> Problem:
-    """The 404 for an item the caller does not own, audited: another user's id (or a guess)."""
+                        action: str) -> Problem:
+    """The 404 for an item the caller does not own, audited: another user's id or a guess
+    (not told apart: a replica that has not replayed the owner's write sees neither)."""
     await svc.audit_event(_event(request, session.user_id, action, f"item/{item_id}", "denied",
-                                 "no such item of this user", **metadata))
+                                 "no such item of this user"))
     return Problem(404, "no such item", type_="not-found")
 
 
@@ -284,8 +285,7 @@ async def _owned_item(request: Request, svc: Services, session: Session, item_id
                       action: str = "item.read") -> Any:
     rows = await _rows(svc, session, _ITEM_BY_ID, {"item_id": item_id})
     if not rows or str(rows[0]["owner_id"]) != session.user_id:
-        raise await _no_such_item(request, svc, session, item_id, action,
-                                  other_owner=bool(rows))
+        raise await _no_such_item(request, svc, session, item_id, action)
     return rows[0]
 
 
