@@ -26,7 +26,7 @@ COMMAND_MODULES: list[str] = [
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from fleetkit.app.server import serve
 
     workers = args.workers or settings.web_concurrency
     mode = "embedded" if settings.embedded else "distributed"
@@ -44,11 +44,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     print(f"fleetkit serve: {mode} mode on http://{args.host or settings.host}:"
           f"{args.port or settings.port} with {workers} worker(s)", file=sys.stderr)
-    uvicorn.run(
-        "fleetkit.app:app_from_env", factory=True,
-        host=args.host or settings.host, port=args.port or settings.port, workers=workers,
-        loop="uvloop", http="httptools", lifespan="on", access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_timeout), log_level=settings.log_level,
+    # uvicorn (httptools + uvloop) with a drain that resets no request a balancer has sent.
+    serve(
+        "fleetkit.app:app_from_env", host=args.host or settings.host,
+        port=args.port or settings.port, workers=workers,
+        graceful_timeout=settings.graceful_timeout, log_level=settings.log_level,
     )
     return 0
 

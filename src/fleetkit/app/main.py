@@ -2,8 +2,9 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    RequestId → HTTP metrics → health (/health*, answered here) → body limit → sessions
-      → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
+    close-while-draining → RequestId → HTTP metrics → health (/health*, answered here)
+      → body limit → sessions → rate limit (per IP, per user, login; one Redis round trip
+      for all policies) → routes
 
 A route then calls the database through the ``database`` circuit breaker (reads on a replica
 with read-your-writes) and records security-relevant actions in the audit log.
@@ -26,7 +27,7 @@ from fleetkit.app.routes import router
 from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
 from fleetkit.health.asgi import HealthMiddleware
-from fleetkit.health.shutdown import drain_on_signal
+from fleetkit.health.shutdown import CloseWhileDraining, drain_on_signal
 from fleetkit.observability import (
     HTTPMetricsMiddleware,
     MetricsApp,
@@ -111,6 +112,8 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
                        service_id=settings.instance_id, version="0.1.0")
     app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: while draining, every answer (of any layer) closes its connection.
+    app.add_middleware(CloseWhileDraining, registry=services.health)
     return app
 
 
