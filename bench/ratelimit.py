@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import statistics
 import sys
@@ -27,9 +28,10 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import Report, run_concurrent
+from fleetkit.config import load_settings
 from fleetkit.ratelimit import Limit, RateLimiter
-from fleetkit.ratelimit.limiter import COALESCER_BATCH, COALESCER_INFLIGHT, Algorithm
-from fleetkit.redis import ClientOptions, Coalescer, Script, create_client
+from fleetkit.ratelimit.limiter import Algorithm
+from fleetkit.redis import ClientOptions, RedisClients, Script
 
 TRIVIAL = Script("return 1", name="bench_trivial")
 ALGORITHMS: tuple[Algorithm, ...] = ("sliding_window", "sliding_log", "gcra")
@@ -39,18 +41,22 @@ LIMIT = Limit.parse("1000000000/minute")
 
 async def main(url: str, seconds: float, rounds: int) -> int:
     report = Report("ratelimit", "Rate limit decisions/s vs the coalesced EVALSHA ceiling")
-    client = create_client(url, options=ClientOptions(max_connections=300))
-    # One coalescer, configured as the limiter configures its own, for the ceiling and the
-    # limiters alike.
-    coalescer = Coalescer(client, max_batch=COALESCER_BATCH, max_inflight=COALESCER_INFLIGHT)
+    clients = RedisClients.from_urls(url, options=ClientOptions(max_connections=300))
+    client = clients.ratelimit
+    assert client is not None
     run = uuid.uuid4().hex[:8]
+    # The limiters are built as the reference service builds its own (RateLimiter.from_settings),
+    # on the coalescer it gets there; the ceiling runs through that same coalescer.
     limiters: dict[str, RateLimiter] = {
-        a: RateLimiter(redis=client, algorithm=a, coalescer=coalescer, prefix=f"bench:rl:{run}:")
+        a: RateLimiter.from_settings(load_settings(env={}, redis_url=url, rate_limit_algorithm=a),
+                                     redis_clients=clients, prefix=f"bench:rl:{run}:")
         for a in ALGORITHMS}
-    unmerged = Coalescer(client, max_batch=COALESCER_BATCH, max_inflight=COALESCER_INFLIGHT,
-                         merge=False)
-    limiters["sliding_window unmerged"] = RateLimiter(
-        redis=client, coalescer=unmerged, prefix=f"bench:rl:{run}:")
+    coalescer = clients.coalescer("ratelimit", RateLimiter.COALESCER)
+    assert coalescer is not None and limiters["sliding_window"]._coalescer is coalescer
+    unmerged = dataclasses.replace(RateLimiter.COALESCER, merge=False).build(client)
+    limiters["sliding_window unmerged"] = RateLimiter.from_settings(
+        load_settings(env={}, redis_url=url), redis_clients=clients, coalescer=unmerged,
+        prefix=f"bench:rl:{run}:")
     for script in (TRIVIAL, *(lim._script for lim in limiters.values())):
         await script.load(client)
     for conc in (64, 256):
@@ -104,11 +110,10 @@ async def main(url: str, seconds: float, rounds: int) -> int:
     report.save(chart_unit="decisions/s")
     for limiter in limiters.values():
         await limiter.aclose()
-    await coalescer.aclose()
     await unmerged.aclose()
     async for k in client.scan_iter(match=f"bench:rl:{run}:*", count=1000):
         await client.unlink(k)
-    await client.aclose()
+    await clients.aclose()
     return report.exit_code()
 
 

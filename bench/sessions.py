@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support import RedisServer
 
 from bench.harness import Report, run_concurrent
+from fleetkit.config import load_settings
 from fleetkit.monitor import SessionMonitor
-from fleetkit.redis import ClientOptions, Coalescer, create_client
+from fleetkit.redis import ClientOptions, RedisClients
 from fleetkit.sessions import SessionStore
 from fleetkit.sessions.tokens import session_id
 
@@ -91,10 +92,15 @@ async def main(n: int, seconds: float) -> int:
     tmp = tempfile.TemporaryDirectory()
     server = RedisServer(Path(tmp.name), appendonly=False)
     server.start()
-    client = create_client(server.url, role="sessions",
-                           options=ClientOptions(max_connections=300))
-    coalescer = Coalescer(client)
-    store = SessionStore(redis=client, coalescer=coalescer, max_per_user=5)
+    clients = RedisClients.from_urls(server.url, options=ClientOptions(max_connections=300))
+    client = clients.sessions
+    # Built as the reference service builds its store (SessionStore.from_settings), on the
+    # coalescer it gets there; the PING baseline runs through that same coalescer.
+    settings = load_settings(env={}, redis_url=server.url, session_max_per_user=5)
+    store = SessionStore.from_settings(settings, redis_clients=clients)
+    coalescer = clients.coalescer("sessions", SessionStore.COALESCER)
+    assert client is not None and coalescer is not None
+    stores = [store]
     try:
         main_delta = await measure_memory(report, client, store, n, 2, f"{n:,} sessions, 2/user")
         session_plus_index = report.measurements[-2].value
@@ -126,7 +132,9 @@ async def main(n: int, seconds: float) -> int:
             counter[0] += 1
             await store.create(f"c{counter[0] % 50_000}")
 
+        # A store on a coalescer of its own (what a caller without RedisClients gets).
         plain = SessionStore(redis=client, max_per_user=5)
+        stores.append(plain)
 
         async def get_uncoalesced(_: int) -> None:
             await plain.get(tokens[random.randrange(len(tokens))])
@@ -174,8 +182,9 @@ async def main(n: int, seconds: float) -> int:
         report.info["redis"] = "private redis-server 7, no persistence"
         report.save(chart_unit="bytes/session")
     finally:
-        await coalescer.aclose()
-        await client.aclose()
+        for s in stores:
+            await s.aclose()
+        await clients.aclose()
         server.stop()
         tmp.cleanup()
     return report.exit_code()

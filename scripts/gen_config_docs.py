@@ -30,7 +30,8 @@ OUTPUT = ROOT / "docs" / "configuration.md"
 
 #: What the model's own ``description`` does not say (or, for fields without one, everything).
 NOTES: dict[str, str] = {
-    "environment": "Deployment environment name; reported in logs.",
+    "environment": "Deployment environment name; reported in logs. `production` refuses "
+                   "unsafe settings (docs/security.md).",
     "host": "Bind address of `fleetkit serve`.",
     "port": "Listen port of `fleetkit serve`.",
     "web_concurrency": "One event loop per process; the capacity model sizes pods with it.",
@@ -122,6 +123,8 @@ def default_text(name: str, info: FieldInfo) -> str:
     if info.default_factory is not None:
         if name == "instance_id":
             return "`<hostname>-<pid>`"
+        if name == "data_dir":
+            return "`$XDG_DATA_HOME/fleetkit`"
         value = info.default_factory()  # type: ignore[call-arg]
         return "(empty)" if value in ([], {}, "") else f"`{value}`"
     if info.default is PydanticUndefined or info.default is None:

@@ -29,8 +29,10 @@
 #
 # The app processes get the caller's environment, then the stack's addresses (always), then these
 # defaults unless the caller set them: SHUTDOWN_DELAY=3 GRACEFUL_TIMEOUT=10 SESSION_COOKIE_SECURE=
-# false SESSION_COOKIE_NAME=session TRUSTED_PROXIES=127.0.0.1/32 ADMIN_EMAIL=admin@stack.local
-# HEALTH_INTERVAL=1 LOG_LEVEL=info (set e.g. RATE_LIMIT_LOGIN before `up` to change a policy).
+# false SESSION_COOKIE_NAME=session TRUSTED_PROXIES=127.0.0.1/32 SECRET_KEY=<a fixed local value>
+# HEALTH_INTERVAL=1 LOG_LEVEL=info
+# (set e.g. RATE_LIMIT_LOGIN before `up` to change a policy). With FLEETKIT_STACK_ADMIN_EMAIL and
+# FLEETKIT_STACK_ADMIN_PASSWORD set, `up` makes that account an admin (`fleetkit admin create`).
 #
 # Other environment: FLEETKIT_STACK_TIMEOUT (seconds per readiness wait, default 60),
 # FLEETKIT_BIN (default .venv/bin/fleetkit of this checkout), NGINX (default nginx),
@@ -167,7 +169,8 @@ export_app_env() {
     export SESSION_COOKIE_SECURE=${SESSION_COOKIE_SECURE:-false}
     export SESSION_COOKIE_NAME=${SESSION_COOKIE_NAME:-session}
     export TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1/32}
-    export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@stack.local}
+    # One secret for the three instances (tokens minted on one are listed/revoked on another).
+    export SECRET_KEY=${SECRET_KEY:-local-stack-secret-key-not-for-production}
     export HEALTH_INTERVAL=${HEALTH_INTERVAL:-1}
     export LOG_LEVEL=${LOG_LEVEL:-info}
     # One process per instance: /metrics needs no multiprocess directory.
@@ -215,6 +218,12 @@ ensure_postgres() {
     local out
     out=$(logfile migrate)
     (cd "$DIR" && "$FLEETKIT" migrate) >"$out" 2>&1 || die "fleetkit migrate failed" "$out"
+    if [ -n "${FLEETKIT_STACK_ADMIN_EMAIL:-}" ]; then
+        out=$(logfile admin-create)
+        (cd "$DIR" && printf '%s\n' "${FLEETKIT_STACK_ADMIN_PASSWORD:?}" |
+            "$FLEETKIT" admin create "$FLEETKIT_STACK_ADMIN_EMAIL" --password-stdin) >"$out" 2>&1 ||
+            die "fleetkit admin create failed" "$out"
+    fi
     # The replica gets the database by streaming; until then reads use the primary anyway.
     wait_for - "database $DB on the replica ($PG_REPLICA_PORT)" replica_has_db
 }

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fleetkit.config import Settings, load_settings
 from fleetkit.errors import ConfigError
@@ -23,6 +24,19 @@ SERVER_EXTRA = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "argon2")
 COMMAND_MODULES: list[str] = [
     "fleetkit.health.cli", "fleetkit.db.cli", "fleetkit.audit.cli", "fleetkit.app.cli",
 ]
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy-header handling from ``TRUSTED_PROXIES``, the one setting that decides.
+
+    uvicorn rewrites the client address from ``X-Forwarded-For`` by default, trusting
+    127.0.0.1: any local process (or a proxy we never configured) could pick its own address
+    and walk past the per-IP rate limit. Off unless proxies are configured, then trusting
+    exactly those networks (the same ones fleetkit's ``client_ip`` trusts).
+    """
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,6 +63,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "fleetkit.app:app_from_env", host=args.host or settings.host,
         port=args.port or settings.port, workers=workers,
         graceful_timeout=settings.graceful_timeout, log_level=settings.log_level,
+        server_header=False, **proxy_options(settings),
     )
     return 0
 

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fleetkit.errors import ConfigError
+from fleetkit.redaction import redact_text
 
 __all__ = ["Settings", "load_settings", "parse_policy_list", "redact_url"]
 
@@ -29,16 +30,29 @@ _DB_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres", "sqlite", "sqlite
 _POLICY_RE = re.compile(
     r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day|s|m|h|d)s?\s*$", re.I
 )
+# The limiter packs amount and window (ms) as int64: bound both well inside that.
+_MAX_AMOUNT = 10**12
+_MAX_MULTIPLIER = 10**6
+# RFC 6265 cookie-name: an HTTP token (no ';', '=', space, quote, control characters).
+_COOKIE_NAME_RE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
 
 CommaList = Annotated[list[str], NoDecode]
+# Settings whose value is never shown in an error message, not even redacted.
+_SECRET_SETTINGS = frozenset({"SECRET_KEY"})
 
 
 def parse_policy_list(value: str) -> list[str]:
     """Split ``"20/second;1000/hour"`` into items, checking each one's shape."""
     items = [p.strip() for p in re.split(r"[;,]", value) if p.strip()]
     for item in items:
-        if not _POLICY_RE.match(item):
+        match = _POLICY_RE.match(item)
+        if not match:
             raise ValueError(f"{item!r} is not a rate limit such as '100/minute'")
+        amount, multiplier = int(match.group(1)), int(match.group(2) or 1)
+        if not 1 <= amount <= _MAX_AMOUNT:
+            raise ValueError(f"{item!r}: the number of requests must be 1..{_MAX_AMOUNT}")
+        if not 1 <= multiplier <= _MAX_MULTIPLIER:
+            raise ValueError(f"{item!r}: the window's count must be 1..{_MAX_MULTIPLIER}")
     return items
 
 
@@ -46,6 +60,11 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return value
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fleetkit"
 
 
 def _default_instance_id() -> str:
@@ -61,7 +80,8 @@ class Settings(BaseSettings):
     )
 
     # --- process / server -------------------------------------------------------------------
-    environment: Literal["development", "production", "test"] = "development"
+    environment: Literal["development", "production", "test"] = Field(
+        "development", description="production enforces the checklist of docs/security.md.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(1, ge=1, le=256, description="Worker processes for `serve`.")
@@ -70,6 +90,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    max_header_bytes: int = Field(
+        16_384, ge=1024, le=1_048_576,
+        description="Request line target + all header lines, bytes; more gets 431.")
+    max_header_count: int = Field(100, ge=8, le=1000, description="More header lines get 431.")
+    api_docs: bool | None = Field(
+        None, description="Serve /docs and /openapi.json; unset: on outside production.")
     graceful_timeout: float = Field(25.0, gt=0, description="Seconds to drain on SIGTERM.")
     shutdown_delay: float = Field(
         0.0, ge=0, description="Seconds /health/ready reports 503 before the listener closes."
@@ -86,7 +112,8 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL (seed names) ------------------------------------------------------------
     database_url: str = Field(
-        "sqlite+aiosqlite:///./fleetkit.db", description="Primary; SQLite means embedded mode."
+        "sqlite+aiosqlite:///{DATA_DIR}/fleetkit.db",
+        description="Primary; SQLite means embedded mode. `{DATA_DIR}` is replaced by DATA_DIR.",
     )
     database_read_urls: CommaList = Field(default_factory=list)
     database_connection_limit: int = Field(100, ge=1, le=100_000)
@@ -102,20 +129,61 @@ class Settings(BaseSettings):
     # --- rate limiting ----------------------------------------------------------------------
     rate_limit_ip: str = "50/second;5000/hour"
     rate_limit_user: str = "100/second;20000/hour"
-    rate_limit_login: str = "5/minute;50/hour"
+    rate_limit_login: str = "5/minute;50/hour"  # per client address, every login attempt
+    rate_limit_login_account_ip: str = "5/minute;20/hour"  # one account from one address
+    # One account from all addresses not known to it: high enough that a flood of wrong passwords
+    # from rotating addresses cannot cheaply lock the real user out; a known device or address
+    # passes it (docs/security.md, "Login protection").
+    rate_limit_login_account: str = "20/minute;100/hour"
+    rate_limit_login_device: str = "10/minute;50/hour"  # one signed device cookie
     rate_limit_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
     rate_limit_failure_mode: Literal["local", "open", "closed"] = "local"
     rate_limit_shadow: bool = False
     rate_limit_fallback_instances: int = Field(1, ge=1, description="Used when no heartbeat.")
     trusted_proxies: CommaList = Field(default_factory=list, description="CIDRs of proxies.")
 
+    # --- overload protection (admission control, docs/overload.md) --------------------------
+    overload_enabled: bool = Field(
+        True, description="Adaptive admission control: refuse the excess with 503 by priority."
+    )
+    overload_target_delay: float = Field(
+        0.02, gt=0, le=10,
+        description="Seconds of queueing (event-loop lag) a request may wait before it runs.",
+    )
+    overload_target_latency: float = Field(
+        0.25, gt=0, le=600, description="Mean seconds of an admitted request at the limit.",
+    )
+    overload_queue_timeout: float = Field(
+        0.05, ge=0, le=60, description="Longest wait in the admission queue (CoDel interval).",
+    )
+    overload_min_limit: int = Field(8, ge=1, le=100_000, description="Lowest concurrency limit.")
+    overload_max_limit: int = Field(1024, ge=1, le=100_000,
+                                    description="Highest concurrency limit (per process).")
+    overload_retry_after: int = Field(
+        3, ge=1, le=3600, description="Refusals say Retry-After 1..N seconds (jittered).",
+    )
+    overload_priority_header: str = Field(
+        "x-priority", pattern=r"^[A-Za-z0-9-]{0,64}$",
+        description="Header naming a request's class; believed only from TRUSTED_PROXIES.",
+    )
+    overload_route_classes: CommaList = Field(
+        default_factory=lambda: [
+            "/health=never", "/metrics=never", "/v1/auth/login=critical",
+            "/v1/auth/logout=critical", "/docs=sheddable", "/openapi.json=sheddable",
+        ],
+        description="Comma-separated 'path-prefix=class' (never, critical, normal, sheddable).",
+    )
+
     # --- sessions ---------------------------------------------------------------------------
     session_idle_ttl: int = Field(1800, ge=1)
     session_absolute_ttl: int = Field(86_400, ge=1)
     session_max_per_user: int = Field(5, ge=1, le=10_000)
     session_on_limit: Literal["evict_oldest", "refuse"] = "evict_oldest"
-    session_cookie_name: str = "__Host-session"
+    session_cookie_name: str = Field("__Host-session", pattern=_COOKIE_NAME_RE)
     session_cookie_secure: bool = Field(True, description="False only for plain-HTTP development.")
+    secret_key: SecretStr | None = Field(
+        None, description="Keys token routes, account hashes and device cookies; the same on "
+                          "every instance; required in production.")
     session_regions: CommaList = Field(
         default_factory=list, description="Other regions: 'name=redis://...' items."
     )
@@ -133,9 +201,19 @@ class Settings(BaseSettings):
 
     # --- audit ------------------------------------------------------------------------------
     audit_stream_shards: int = Field(4, ge=1, le=1024)
-    audit_spool_dir: Path = Path("./var/audit-spool")
+    audit_spool_dir: Path = Field(
+        Path("{DATA_DIR}/audit-spool"), description="`{DATA_DIR}` is replaced by DATA_DIR."
+    )
     audit_batch_size: int = Field(2000, ge=1, le=100_000)
     audit_max_deliveries: int = Field(5, ge=1)
+
+    # --- data directory --------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where embedded mode writes (SQLite database, its migration lock, audit "
+                    "spool and audit.db): `$XDG_DATA_HOME/fleetkit`, else "
+                    "`~/.local/share/fleetkit`; never the current directory.",
+    )
 
     # --- health / observability -------------------------------------------------------------
     health_interval: float = Field(5.0, gt=0)
@@ -144,9 +222,13 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path | None = None
 
     # --- reference service ------------------------------------------------------------------
-    admin_email: str | None = Field(None, description="Given the admin role when it registers.")
+    # Removed: whoever registered this address first became an admin, with no proof of owning
+    # it. Still declared so that a deployment that sets it fails at start-up instead of
+    # silently running without its admin (see _check_removed).
+    admin_email: str | None = Field(None, description="Removed; use `fleetkit admin create`.")
 
-    @field_validator("database_read_urls", "trusted_proxies", "session_regions", mode="before")
+    @field_validator("database_read_urls", "trusted_proxies", "session_regions",
+                     "overload_route_classes", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _split(value)
@@ -184,7 +266,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP network") from exc
         return value
 
-    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login")
+    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login",
+                     "rate_limit_login_account_ip", "rate_limit_login_account",
+                     "rate_limit_login_device")
     @classmethod
     def _check_policies(cls, value: str) -> str:
         parse_policy_list(value)
@@ -196,14 +280,87 @@ class Settings(BaseSettings):
         for item in value:
             name, sep, url = item.partition("=")
             if not sep or not name or not url:
-                raise ValueError(f"{item!r} must look like 'eu-west=redis://host:6379'")
+                raise ValueError(f"{redact_text(item)!r} must look like "
+                                 "'eu-west=redis://host:6379'")
         return value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _check_removed(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError("ADMIN_EMAIL is no longer supported (whoever registered that address "
+                             "first became an admin); create the first admin with "
+                             "`fleetkit admin create EMAIL` and unset ADMIN_EMAIL")
+        return None
+
+    @field_validator("overload_route_classes")
+    @classmethod
+    def _check_route_classes(cls, value: list[str]) -> list[str]:
+        classes = ("never", "critical", "normal", "sheddable")
+        for item in value:
+            prefix, sep, name = item.partition("=")
+            if not sep or not prefix.strip().startswith("/") or name.strip().lower() not in classes:
+                raise ValueError(f"{item!r} must look like '/v1/auth/login=critical' (classes: "
+                                 f"{', '.join(classes)})")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 characters, e.g. the output of "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
+
+    @model_validator(mode="after")
+    def _place_data(self) -> Settings:
+        """``{DATA_DIR}`` in DATABASE_URL / AUDIT_SPOOL_DIR (their defaults) becomes DATA_DIR."""
+        data = str(self.data_dir)
+        given = set(self.model_fields_set)  # filling a default is not "set by the user"
+        if "{DATA_DIR}" in self.database_url:
+            self.database_url = self.database_url.replace("{DATA_DIR}", data)
+        if "{DATA_DIR}" in str(self.audit_spool_dir):
+            self.audit_spool_dir = Path(str(self.audit_spool_dir).replace("{DATA_DIR}", data))
+        self.__pydantic_fields_set__.intersection_update(given)
+        return self
 
     @model_validator(mode="after")
     def _check_pools(self) -> Settings:
         if self.session_absolute_ttl < self.session_idle_ttl:
             raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
+        if self.overload_min_limit > self.overload_max_limit:
+            raise ValueError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
+        if self.environment == "production" and self.secret_key is None:
+            raise ValueError("SECRET_KEY is required in production (the same secret on every "
+                             "instance: it keys session tokens, account hashes and device "
+                             "cookies)")
         return self
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        """The production checklist (docs/security.md): refuse to start, naming each setting."""
+        if self.environment != "production":
+            return self
+        problems = []
+        if not self.session_cookie_secure:
+            problems.append("SESSION_COOKIE_SECURE: must be true in production (a session "
+                            "cookie over plain HTTP can be read on the wire)")
+        if self.database_url.lower().startswith("sqlite"):
+            problems.append("DATABASE_URL: SQLite is embedded mode; production needs "
+                            "PostgreSQL")
+        if self.redis_url is None:
+            problems.append("REDIS_URL: unset is embedded mode (per-process rate limits and "
+                            "sessions); production needs Redis")
+        if problems:
+            raise ValueError("ENVIRONMENT=production refuses:\n  " + "\n  ".join(problems))
+        return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether /docs and /openapi.json are served (``API_DOCS``, else not in production)."""
+        return self.api_docs if self.api_docs is not None else self.environment != "production"
 
     @property
     def embedded(self) -> bool:
@@ -227,8 +384,11 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL (``redis://u:secret@h`` → ``redis://u:***@h``) for logs."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """Hide the password of a URL (``redis://u:secret@h`` → ``redis://u:***@h``) for logs.
+
+    The same as :func:`fleetkit.redaction.redact_text` (kept for the public API).
+    """
+    return redact_text(url)
 
 
 def _check_db_scheme(url: str) -> None:
@@ -261,8 +421,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "SETTINGS"
+            msg = redact_text(str(err["msg"])).removeprefix("Value error, ")
+            if not err["loc"]:  # a check across settings: its message names them
+                lines.append(msg)
+                continue
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {redact_url(str(got))!r})"
-            lines.append(f"{name}: {err['msg']}{shown}")
+            name = str(err["loc"][0]).upper()
+            hidden = isinstance(got, dict | list) or name in _SECRET_SETTINGS
+            shown = "" if hidden else f" (got {redact_text(str(got))!r})"
+            lines.append(f"{name}: {msg}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -16,6 +16,7 @@ __all__ = [
     "DatabaseUnavailable",
     "FleetkitError",
     "InvalidAuditEvent",
+    "MiddlewareOrderError",
     "NoHealthyDatabase",
     "RateLimitExceeded",
     "RedisCommandError",
@@ -30,6 +31,11 @@ class FleetkitError(Exception):
 
 class ConfigError(FleetkitError, ValueError):
     """A setting is missing or invalid; the message names the setting."""
+
+
+class MiddlewareOrderError(ConfigError):
+    """A component is wired wrongly (missing or out-of-order middleware); raised at start-up
+    (or on the first request when the server runs no lifespan), the message says what to do."""
 
 
 class BackendUnavailable(FleetkitError):

@@ -27,7 +27,9 @@ def distributed_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "DATABASE_WRITE_POOL_SIZE": "5", "DATABASE_READ_POOL_SIZE": "5",
         "AUDIT_SPOOL_DIR": str(tmp_path / "spool"), "SESSION_COOKIE_SECURE": "true",
         "INSTANCE_ID": f"test-{uuid.uuid4().hex[:6]}", "HEALTH_INTERVAL": "0.5",
-        "SESSION_MONITOR_INTERVAL": "5", **extra,
+        "SESSION_MONITOR_INTERVAL": "5",
+        # Shared by the instances of one test (as in a fleet): tokens route to the same keys.
+        "SECRET_KEY": "tests-only-secret-key-of-32-characters", **extra,
     }
 
 

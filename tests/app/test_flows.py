@@ -111,8 +111,10 @@ async def test_browser_cookie_is_secure_and_works(tmp_path: Path,
     email = new_email()
     await client.post("/v1/auth/register", json={"email": email, "password": "pw-123456789"})
     r = await client.post("/v1/auth/login", json={"email": email, "password": "pw-123456789"})
-    cookie = r.headers["set-cookie"]
-    assert cookie.startswith("__Host-session=")
+    # The session cookie, and the device cookie of the login protection (docs/security.md).
+    cookies = {c.split("=", 1)[0]: c for c in r.headers.get_list("set-cookie")}
+    assert set(cookies) == {"__Host-session", "__Host-device"}
+    cookie = cookies["__Host-session"]
     for attr in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
         assert attr in cookie
     assert r.headers["cache-control"] == "no-store"

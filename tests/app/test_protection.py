@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tests.app.conftest import (
     AppFactory,
@@ -12,6 +15,13 @@ from tests.app.conftest import (
     new_email,
     register_and_login,
 )
+from tests.app.security_support import login, set_role
+
+
+async def register_and_login_again(client: httpx.AsyncClient,
+                                   email: str) -> tuple[str, dict[str, Any]]:
+    body = (await login(client, email, "correct horse battery")).json()
+    return body["token"], body
 
 
 async def test_login_is_rate_limited_with_problem_json(tmp_path: Path,
@@ -50,12 +60,14 @@ async def test_spoofed_forwarded_for_is_ignored_without_trusted_proxies(
 async def test_admin_routes_need_the_admin_role_and_control_the_breaker(
         tmp_path: Path, app_factory: AppFactory) -> None:
     admin_email = new_email()
-    _, client = await app_factory(distributed_env(tmp_path, ADMIN_EMAIL=admin_email))
+    app, client = await app_factory(distributed_env(tmp_path))
     user, _ = await register_and_login(client)
     r = await client.get("/v1/admin/breakers", headers={"Authorization": f"Bearer {user}"})
     assert r.status_code == 403 and r.json()["type"] == "forbidden"
 
-    admin, body = await register_and_login(client, admin_email)
+    _, body = await register_and_login(client, admin_email)
+    await set_role(app, body["user"]["id"], "admin")  # as `fleetkit admin create` would
+    admin, body = await register_and_login_again(client, admin_email)
     assert body["user"]["role"] == "admin"
     a = {"Authorization": f"Bearer {admin}"}
     u = {"Authorization": f"Bearer {user}"}

@@ -38,11 +38,11 @@ def compose() -> dict[str, Any]:
 
 def substitute(value: str) -> str:
     """Compose interpolation: ``${VAR:-default}`` gives the default, any other variable a
-    URL-safe placeholder (as if .env set it)."""
+    URL-safe placeholder (as if .env set it) long enough for SECRET_KEY."""
     def one(m: re.Match[str]) -> str:
         if m.group(2) == ":-":
             return m.group(3)
-        return f"x-{m.group(1).lower().replace('_', '-')}"
+        return f"x-{m.group(1).lower().replace('_', '-')}".ljust(32, "x")
 
     return re.sub(r"\$\{([A-Z_]+)(?:(:?[-?])([^}]*))?\}", one, value)
 

@@ -158,12 +158,18 @@ def test_configmap_is_a_valid_settings_environment() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     unknown = set(data) - fields - NON_SETTINGS_ENV
     assert not unknown, f"not fleetkit settings: {sorted(unknown)}"
-    settings = load_settings(env=data)
+    # The Secret (fleetkit-secrets) supplies the datastore URLs; production refuses to start
+    # without them (embedded mode).
+    secret = {"REDIS_URL": "redis://:pw@redis:6379/0",
+              "DATABASE_URL": "postgresql+asyncpg://fleetkit:pw@pgbouncer:5432/fleetkit",
+              # required in production: keys tokens, account hashes and device cookies
+              "SECRET_KEY": "from-the-secret-" * 3}
+    settings = load_settings(env={**data, **secret})
     assert settings.environment == "production"
     assert settings.session_cookie_secure is True
     assert settings.web_concurrency == 2
     # Secrets never live in the ConfigMap.
-    assert not {"REDIS_URL", "DATABASE_URL", "DATABASE_READ_URLS"} & set(data)
+    assert not {"REDIS_URL", "DATABASE_URL", "DATABASE_READ_URLS", "SECRET_KEY"} & set(data)
 
 
 def test_every_container_reads_the_same_config_and_secret() -> None:

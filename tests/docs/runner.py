@@ -1,27 +1,27 @@
-"""Extract the ```python blocks of docs/*.md and README.md and run them.
+"""Extract the ```python blocks of docs/*.md and README.md, the way a reader would use them.
 
-Blocks of one page run in order in one namespace (a page reads like a session: a later block may
-use what an earlier one defined). Top-level ``await`` is allowed. A block whose fence reads
-```` ```python no-run ```` is only compiled (kept for commands such as ``fleetkit serve``).
+Each ```` ```python ```` block is a complete program: the test suite writes it to a file and
+runs ``python example.py`` in an empty directory, as a reader who copied it would. Like a reader,
+it gets the services through the environment, which ``fleetkit.config`` reads: ``REDIS_URL``
+(standalone; a database of its own so other tests' FLUSHDB cannot wipe an example mid-run),
+``REDIS_CLUSTER_URL``, ``DATABASE_URL`` (PostgreSQL primary), ``DATABASE_READ_URLS`` (the
+streaming replica) and ``DATA_DIR`` (a temporary directory).
 
-The runner injects the URLs of the real test services, so examples read naturally:
-``REDIS_URL`` (standalone, a database of its own so other tests' FLUSHDB cannot wipe an example
-mid-run), ``REDIS_CLUSTER_URL``, ``DATABASE_URL`` (PostgreSQL primary), ``DATABASE_READ_URLS``
-(the streaming replica) and ``TMP`` (a temporary directory).
+A fragment that is not a whole program is fenced ```` ```python snippet ```` and says so in the
+text; it is only compiled. ```` ```python no-run ```` is for programs that cannot run in a test
+(they start a server); they are compiled too. Neither kind may use top-level ``await``.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+#: The fence words after ``python`` that mean "compile only".
+COMPILE_ONLY = frozenset({"snippet", "no-run"})
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,15 @@ class Block:
     line: int  # 1-based line of the first code line
     source: str
     run: bool
+    kind: str  # "program", "snippet" or "no-run"
 
     @property
     def where(self) -> str:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+    def padded(self) -> str:
+        """The source with blank lines in front, so tracebacks give the page's line numbers."""
+        return "\n" * (self.line - 1) + self.source
 
 
 def blocks_of(path: Path) -> list[Block]:
@@ -53,7 +58,9 @@ def blocks_of(path: Path) -> list[Block]:
             body.append(lines[j])
             j += 1
         if info and info[0] == "python":
-            out.append(Block(path, i + 2, "\n".join(body) + "\n", "no-run" not in info[1:]))
+            marks = COMPILE_ONLY.intersection(info[1:])
+            kind = sorted(marks)[0] if marks else "program"
+            out.append(Block(path, i + 2, "\n".join(body) + "\n", not marks, kind))
         i = j + 1
     return out
 
@@ -64,27 +71,6 @@ def pages() -> list[Path]:
     return [*found, readme] if readme.exists() else found
 
 
-async def run_block(block: Block, namespace: dict[str, Any]) -> None:
-    """Compile (and unless ``no-run``, execute) one block; the line numbers match the file."""
-    source = "\n" * (block.line - 1) + block.source
-    code = compile(source, str(block.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
-                   dont_inherit=True)
-    if not block.run:
-        return
-    result = eval(code, namespace)  # noqa: S307 - running our own documentation is the point
-    if inspect.iscoroutine(result):
-        await result
-
-
-async def close_leftovers(namespace: dict[str, Any]) -> None:
-    """Safety net: close anything the page left open (clients, limiters...)."""
-    # Newest first: a component (limiter, store) is closed before the client it uses, so its
-    # own shutdown commands do not reopen a connection on an already closed client.
-    for value in reversed(list(namespace.values())):
-        closer = getattr(value, "aclose", None)
-        if closer is None or inspect.isclass(value) or inspect.ismodule(value):
-            continue
-        with contextlib.suppress(Exception):
-            result = closer()
-            if inspect.isawaitable(result):
-                await result
+def compile_block(block: Block) -> None:
+    """Compile as a module (a program or a snippet): top-level ``await`` is a SyntaxError."""
+    compile(block.padded(), str(block.path), "exec", dont_inherit=True)

@@ -93,6 +93,18 @@ def test_wheel_metadata_core_dependencies_and_extras(wheel: Path) -> None:
     assert meta["Version"] and meta.get_all("Project-URL")
 
 
+def test_wheel_carries_the_non_python_files(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert "fleetkit/py.typed" in names
+    source_lua = {f"fleetkit/{p.relative_to(ROOT / 'src' / 'fleetkit')}"
+                  for p in (ROOT / "src" / "fleetkit").rglob("*.lua")}
+    assert source_lua and source_lua <= names  # every Lua script ships
+    assert "fleetkit/db/migrations/env.py" in names
+    assert any(n.startswith("fleetkit/db/migrations/versions/") for n in names)
+    assert not any(n.startswith(("tests/", "docs/", "bench/")) for n in names)
+
+
 def test_long_description_reads_well_on_a_package_index(wheel: Path) -> None:
     """No links into the repository (not in the package) and no paths outside this project."""
     body = _metadata(wheel).get_payload()

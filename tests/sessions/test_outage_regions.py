@@ -20,7 +20,7 @@ async def test_stale_if_error_and_health(redis_server: RedisServer) -> None:
     try:
         seen = await store.create("u1", data={"role": "user"})
         unseen = await store.create("u2")
-        store._forget(unseen.id)  # never validated by this instance
+        store._cache.forget(unseen.id)  # never validated by this instance
         assert await store.get(seen.token) is not None
         redis_server.kill9()
         served = await store.get(seen.token)

@@ -9,13 +9,13 @@ async def test_revoke_by_listed_id(make_store: StoreFactory) -> None:
     store = make_store()
     keep = await store.create("u-rid", ip="203.0.113.1")
     drop = await store.create("u-rid", ip="203.0.113.2")
-    ids = {info.id for info in await store.list("u-rid")}
+    ids = {info.id for info in await store.list_sessions("u-rid")}
     assert ids == {keep.id, drop.id}
     assert await store.revoke_id("u-rid", drop.id)
     assert not await store.revoke_id("u-rid", drop.id)  # already gone
     assert await store.get(drop.token) is None
     assert (await store.get(keep.token)) is not None
-    assert [i.id for i in await store.list("u-rid")] == [keep.id]
+    assert [i.id for i in await store.list_sessions("u-rid")] == [keep.id]
 
 
 async def test_revoke_id_cannot_reach_another_users_session(make_store: StoreFactory) -> None:
@@ -34,5 +34,5 @@ async def test_evict_oldest_within_one_millisecond(make_store: StoreFactory) -> 
         second = await store.create("u-ms")
         third = await store.create("u-ms")
         assert await store.get(first.token) is None
-        assert {i.id for i in await store.list("u-ms")} == {second.id, third.id}
+        assert {i.id for i in await store.list_sessions("u-ms")} == {second.id, third.id}
         await store.revoke_all("u-ms")

@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from fleetkit.errors import SessionLimitExceeded
 from fleetkit.sessions import SessionStore, parse_token
-from fleetkit.sessions.memory import MemoryBackend
+from fleetkit.sessions.memory import MemorySessionBackend
 from tests.sessions.conftest import StoreFactory
 
 
@@ -19,7 +19,7 @@ async def _index_size(store: SessionStore, client: Any, user: str) -> int:
     key = store.index_key(user)
     if client is None:
         backend = store.router.local
-        assert isinstance(backend, MemoryBackend)
+        assert isinstance(backend, MemorySessionBackend)
         found = backend.ks.data.get(key)
         return len(found) if found else 0
     return int(await client.zcard(key))
@@ -44,7 +44,7 @@ async def test_contract(make_store: StoreFactory) -> None:
     assert (got.user_id, got.data, got.ip, got.user_agent) == ("u1", {"role": "user"},
                                                               "203.0.113.7", "x")
     assert got.created <= got.last_seen
-    listed = await store.list("u1")
+    listed = await store.list_sessions("u1")
     assert [i.id for i in listed] == [s.id]
     assert (listed[0].ip, listed[0].user_agent) == ("203.0.113.7", "x")
     assert await store.update(s.token, {"theme": "dark", "n": [1, 2]}, delete=["role"])
@@ -54,10 +54,10 @@ async def test_contract(make_store: StoreFactory) -> None:
     assert await store.revoke(s.token) is True
     assert await store.get(s.token) is None
     assert await store.revoke(s.token) is False
-    assert [i.id for i in await store.list("u1")] == [other.id]
+    assert [i.id for i in await store.list_sessions("u1")] == [other.id]
     assert await store.revoke_all("u1") == 1
     assert await store.get(other.token) is None
-    assert await store.list("u1") == []
+    assert await store.list_sessions("u1") == []
 
 
 async def test_update_is_per_field(make_store: StoreFactory) -> None:
@@ -75,7 +75,7 @@ async def test_cap_evicts_oldest_under_50_concurrent_logins(make_store: StoreFac
     store = make_store(max_per_user=5, on_limit="evict_oldest")
     first = await store.create("alice")
     sessions = await asyncio.gather(*(store.create("alice") for _ in range(50)))
-    listed = await store.list("alice")
+    listed = await store.list_sessions("alice")
     assert len(listed) == 5
     assert await _index_size(store, backend[1], "alice") == 5
     alive = [s for s in sessions if await store.get(s.token) is not None]
@@ -92,7 +92,7 @@ async def test_cap_refuses_under_50_concurrent_logins(make_store: StoreFactory) 
     refused = [r for r in results if isinstance(r, SessionLimitExceeded)]
     other = [r for r in results if isinstance(r, BaseException) and r not in refused]
     assert (len(ok), len(refused), other) == (5, 45, [])
-    assert len(await store.list("bob")) == 5
+    assert len(await store.list_sessions("bob")) == 5
 
 
 async def test_tombstone_prevents_resurrection(make_store: StoreFactory,
@@ -108,7 +108,7 @@ async def test_tombstone_prevents_resurrection(make_store: StoreFactory,
     assert await store.update(s.token, {"late": 1}) is False
     assert await store.rotate(s.token) is None
     assert await store.get(s.token) is None
-    assert await store.list("carol") == []
+    assert await store.list_sessions("carol") == []
     parsed = parse_token(s.token)
     assert parsed is not None
     key = f"{store.prefix}{{{parsed.route}}}"
@@ -129,7 +129,7 @@ async def test_rotation_grace(make_store: StoreFactory) -> None:
     assert await store.update(old.token, {"inflight": True})  # lands on the new session
     got = await store.get(new.token)
     assert got is not None and got.data == {"role": "admin", "inflight": True}
-    assert [i.id for i in await store.list("dave")] == [new.id]
+    assert [i.id for i in await store.list_sessions("dave")] == [new.id]
 
     async def old_gone() -> bool:
         return await store.get(old.token) is None
@@ -159,7 +159,7 @@ async def test_idle_and_absolute_expiry(make_store: StoreFactory) -> None:
     assert busy_alive_past_idle
     assert busy_gone  # ...but not beyond the absolute lifetime
     assert idle_gone or await store.get(idle.token) is None
-    assert await store.list("erin") == []
+    assert await store.list_sessions("erin") == []
 
 
 async def test_index_is_pruned(make_store: StoreFactory, backend: tuple[str, Any]) -> None:
@@ -172,9 +172,9 @@ async def test_index_is_pruned(make_store: StoreFactory, backend: tuple[str, Any
     assert await _index_size(store, backend[1], "frank") == 3
     fresh = await store.create("frank")  # create prunes the dead entries, evicts nothing
     assert await _index_size(store, backend[1], "frank") == 1
-    assert [i.id for i in await store.list("frank")] == [fresh.id]
+    assert [i.id for i in await store.list_sessions("frank")] == [fresh.id]
     await asyncio.sleep(0.7)
-    assert await store.list("frank") == []  # list prunes too
+    assert await store.list_sessions("frank") == []  # list prunes too
     assert await _index_size(store, backend[1], "frank") == 0
 
 

@@ -38,6 +38,25 @@ SERVICE: list[tuple[str, list[Panel]]] = [
             ("sum by (instance) (fleetkit_http_requests_in_flight)", "{{instance}}")],
          "timeseries"),
     ]),
+    ("Overload (admission control)", [
+        ("Refused/s by class (503 shedding)", "reqps", [
+            ("sum by (priority) (rate(fleetkit_overload_refused_total[$__rate_interval]))",
+             "{{priority}}")], "timeseries"),
+        ("Refused share of offered requests", "percentunit", [
+            ("sum(rate(fleetkit_overload_refused_total[$__rate_interval])) / (sum(rate("
+             "fleetkit_overload_refused_total[$__rate_interval])) + sum(rate("
+             "fleetkit_http_requests_total[$__rate_interval])))", "refused")], "timeseries"),
+        ("Concurrency limit and in-flight", "short", [
+            ("sum by (instance) (fleetkit_overload_limit)", "limit {{instance}}"),
+            ("sum by (instance) (fleetkit_overload_in_flight)", "in-flight {{instance}}"),
+            ("sum by (instance) (fleetkit_overload_queued)", "queued {{instance}}")],
+         "timeseries"),
+        ("Queueing delay before a request runs", "s", [
+            ("max by (instance) (fleetkit_overload_queue_delay_seconds)", "{{instance}}")],
+         "timeseries"),
+        ("Instances over target (shedding)", "short", [
+            ("sum(max by (instance) (fleetkit_overload_shedding))", "shedding")], "stat"),
+    ]),
     ("Health", [
         ("Ready instances", "short", [("sum(fleetkit_health_ready)", "ready")], "stat"),
         ("Check status (1 pass, 0.5 warn, 0 fail)", "short", [

@@ -2,9 +2,13 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    close-while-draining → RequestId → HTTP metrics → health (/health*, answered here)
-      → body limit → sessions → rate limit (per IP, per user, login; one Redis round trip
-      for all policies) → routes
+    close-while-draining (Connection: close on every answer after SIGTERM)
+      → overload (admission control; probes and /metrics pass uncounted) → RequestId
+      → HTTP metrics → protocol guard (header limits, security headers, the 500)
+      → health (/health*, answered here) → body limit → sessions
+      → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
+
+Admission control is outermost so that a refusal costs nothing else (docs/overload.md).
 
 A route then calls the database through the ``database`` circuit breaker (reads on a replica
 with read-your-writes) and records security-relevant actions in the audit log.
@@ -22,10 +26,12 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from fleetkit.app.admin import router as admin_router
+from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
 from fleetkit.app.routes import router
 from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
+from fleetkit.fastapi import document_problems
 from fleetkit.health.asgi import HealthMiddleware
 from fleetkit.health.shutdown import CloseWhileDraining, drain_on_signal
 from fleetkit.observability import (
@@ -34,6 +40,7 @@ from fleetkit.observability import (
     RequestIdMiddleware,
     configure_logging,
 )
+from fleetkit.overload import OverloadMiddleware, RouteClassifier
 from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key, user_key
 from fleetkit.sessions import SessionMiddleware
 
@@ -79,6 +86,11 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
         description="Accounts, sessions, items and audit trail on a fleet sharing Redis and "
                     "PostgreSQL.",
         lifespan=lifespan,
+        # Off by default in production (docs/security.md): the Swagger page loads its scripts
+        # from a public CDN, and the schema maps the attack surface.
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         # FastAPI's built-in OpenTelemetry layer is off: the service exports Prometheus metrics
         # and JSON logs, and the layer's per-request provider checks cost ~3% of a request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -91,6 +103,7 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.include_router(router)
     app.include_router(admin_router)
     install_problem_handlers(app)
+    document_problems(app)  # 401/403 on protected routes, 429/503 everywhere, in OpenAPI
 
     trusted = list(settings.trusted_proxies)
     policies = [
@@ -110,8 +123,15 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.add_middleware(HealthMiddleware, registry=services.health,
                        show_details=settings.health_show_details,
                        service_id=settings.instance_id, version="0.1.0")
+    app.add_middleware(ProtocolGuardMiddleware, max_header_bytes=settings.max_header_bytes,
+                       max_header_count=settings.max_header_count)
     app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
     app.add_middleware(RequestIdMiddleware)
+    if settings.overload_enabled:
+        app.add_middleware(OverloadMiddleware, controller=services.overload,
+                           classifier=RouteClassifier.from_settings(settings),
+                           sampler=services.overload_sampler,
+                           retry_after=settings.overload_retry_after)
     # Outermost: while draining, every answer (of any layer) closes its connection.
     app.add_middleware(CloseWhileDraining, registry=services.health)
     return app

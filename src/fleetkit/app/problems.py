@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from fleetkit.bodylimit import BodyLimitMiddleware  # re-exported: it moved to the library
 from fleetkit.errors import BackendUnavailable, CircuitOpenError
-from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodyLimitMiddleware", "Problem", "install_problem_handlers", "problem"]
 
@@ -25,7 +25,8 @@ log = logging.getLogger("fleetkit.app")
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
            415: "Unsupported Media Type", 422: "Unprocessable Content",
-           429: "Too Many Requests", 503: "Service Unavailable"}
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class Problem(HTTPException):
@@ -88,66 +89,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CircuitOpenError, circuit_open)
     app.add_exception_handler(BackendUnavailable, unavailable)
-
-
-class BodyLimitMiddleware:
-    """413 problem+json for bodies over ``max_bytes`` (declared or streamed), before the app
-    buffers them. (FastAPI's ``max_body_size`` answers a declared oversize body in plain
-    text, which is why this exists.)"""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    await self._reject(scope, send, declared)
-                    return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, send, seen)
-
-    async def _reject(self, scope: Scope, send: Send, size: int) -> None:
-        detail = (f"request body exceeds {self.max_bytes} bytes" if size >= 0
-                  else "invalid Content-Length")
-        status = 413 if size >= 0 else 400
-        response = problem(status, detail, type_="body-too-large" if size >= 0 else "bad-request",
-                           instance=scope.get("path"))
-        await response(scope, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}

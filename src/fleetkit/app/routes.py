@@ -8,25 +8,27 @@ keeps the primary's WAL position of the user's last write).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleetkit.app.fields import DbId, DbOffset, EventIdText, SafeText
+from fleetkit.app.login import REASONS, Verdict
 from fleetkit.app.models import items, users
 from fleetkit.app.passwords import hash_password, verify_password
 from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
 from fleetkit.errors import DatabaseError
+from fleetkit.fastapi import bearer_scheme, cookie_scheme
 from fleetkit.observability import get_request_id
-from fleetkit.ratelimit import client_ip, ratelimit_headers
+from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
 from fleetkit.sessions import Session, SessionContext
 
 __all__ = ["router"]
@@ -38,6 +40,7 @@ T = TypeVar("T")
 # much as running it (bench/http_load.py profile); bound parameters vary, the SQL does not.
 _USER_BY_ID = sa.select(users.c.id, users.c.email, users.c.role, users.c.created_at).where(
     users.c.id == sa.bindparam("uid"))
+_ROLE_OF = sa.select(users.c.role).where(users.c.id == sa.bindparam("uid"))
 _USER_BY_EMAIL = sa.select(users).where(users.c.email == sa.bindparam("email"))
 _ITEM_BY_ID = sa.select(items).where(items.c.id == sa.bindparam("item_id"))
 _ITEMS_PAGE = (sa.select(items)
@@ -50,8 +53,8 @@ _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 # ------------------------------------------------------------------ request/response models
 
 class Credentials(BaseModel):
-    email: str = Field(pattern=_EMAIL, max_length=320)
-    password: str = Field(min_length=8, max_length=256)
+    email: SafeText = Field(pattern=_EMAIL, max_length=320)
+    password: SafeText = Field(min_length=8, max_length=256)
 
     @field_validator("email")
     @classmethod
@@ -82,13 +85,13 @@ class SessionOut(BaseModel):
 
 
 class ItemIn(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field("", max_length=10_000)
+    title: SafeText = Field(min_length=1, max_length=200)
+    body: SafeText = Field("", max_length=10_000)
 
 
 class ItemPatch(BaseModel):
-    title: str | None = Field(None, min_length=1, max_length=200)
-    body: str | None = Field(None, max_length=10_000)
+    title: SafeText | None = Field(None, min_length=1, max_length=200)
+    body: SafeText | None = Field(None, max_length=10_000)
 
 
 class ItemOut(BaseModel):
@@ -130,7 +133,9 @@ async def session_ctx(request: Request) -> SessionContext:
     return ctx
 
 
-async def current_session(request: Request) -> Session:
+async def current_session(request: Request, _b: Annotated[None, Depends(bearer_scheme)],
+                          _c: Annotated[None, Depends(cookie_scheme)]) -> Session:
+    # The scheme dependencies only document bearer/cookie in OpenAPI (they do no work).
     session: Session | None = request.scope.get("state", {}).get("session")
     if session is None:
         raise Problem(401, "authentication required", type_="unauthenticated",
@@ -189,6 +194,21 @@ async def _write(svc: Services, session: Session | None,
     return result
 
 
+async def current_role(svc: Services, session: Session) -> str | None:
+    """The user's role on the primary now, not the one the session cached at login.
+
+    Only privileged routes pay this read (a demotion must bite at once, whatever changed the
+    row); it bypasses the ``database`` breaker so that an admin can still close a breaker
+    forced open. A primary outage fails closed (503). A cached role that is no longer true is
+    corrected in the session, so the next privileged request is refused without a read.
+    """
+    async with svc.db.write() as conn:
+        role = (await conn.execute(_ROLE_OF, {"uid": int(session.user_id)})).scalar_one_or_none()
+    if role != session.data.get("role"):
+        session.data["role"] = role or "none"
+    return str(role) if role is not None else None
+
+
 def _user_out(row: Any) -> UserOut:
     """From a mapping: a ``fetch_all`` row or a SQLAlchemy ``row._mapping``."""
     created = row["created_at"]
@@ -208,9 +228,7 @@ async def ping() -> dict[str, bool]:
              responses={409: {"description": "email already registered"}})
 async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
     password_hash = await hash_password(body.password)
-    admin = svc.settings.admin_email is not None and (
-        body.email == svc.settings.admin_email.strip().lower())
-    role = "admin" if admin else "user"
+    role = "user"  # the only way to an admin is `fleetkit admin create` or an admin's grant
 
     async def insert(conn: AsyncConnection) -> Any:
         result = await conn.execute(
@@ -231,24 +249,31 @@ async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
     return _user_out(row._mapping)
 
 
+def _quota_exceeded(request: Request, results: list[tuple[str, Decision]]) -> Response:
+    """The same 429 as the rate-limit middleware's (problem type, fields), for a limit that a
+    route checks itself. The middleware merges these limits into its own RateLimit fields, so
+    the response carries one RateLimit/RateLimit-Policy pair and one Retry-After."""
+    for name, decision in results:
+        record_decision(request.scope, name, decision)
+    headers = {k.decode(): v.decode() for k, v in ratelimit_headers(results)}
+    return Response(problem_body(results, request.url.path), status_code=429, headers=headers,
+                    media_type="application/problem+json")
+
+
 @router.post("/auth/login", response_model=LoginOut,
              responses={401: {"description": "wrong email or password"},
                         429: {"description": "too many attempts"}})
 async def login(body: Credentials, request: Request, response: Response, svc: Svc,
-                ctx: Ctx) -> LoginOut:
-    # Per-account limit on top of the per-IP login policy: stops one account being guessed
-    # from many addresses. Keyed by a hash so no email is stored in Redis.
-    account = hashlib.sha256(body.email.encode()).hexdigest()[:32]
-    decision = await svc.limiter.hit_many(f"login-account:{account}", svc.login_limits,
-                                          policy="login-account")
-    if not decision.allowed:
-        await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
-                                     "too many attempts for this account"))
-        retry = max(1, round(decision.retry_after or 1))
-        headers = {k.decode(): v.decode() for k, v in ratelimit_headers(
-            [("login-account", decision)])}
-        raise Problem(429, "too many login attempts; retry later", type_="quota-exceeded",
-                      headers={**headers, "Retry-After": str(retry)})
+                ctx: Ctx) -> LoginOut | Response:
+    # Per account+address, per account (known devices and addresses exempt) and per device,
+    # on top of the middleware's per-address policy: fleetkit.app.login, docs/security.md.
+    guard = svc.login
+    ip = client_ip(request.scope, svc.trusted_proxies) or "unknown"
+    account = guard.account_hash(body.email)
+    device = guard.device_of(request.cookies.get(guard.cookie_name), account)
+    verdict = await guard.check(account, ip, device)
+    if verdict.denied is not None and not verdict.locked_for_unknown_clients:
+        return await _login_denied(request, svc, verdict)
 
     async def find(conn: AsyncConnection) -> Any:
         result = await conn.execute(_USER_BY_EMAIL, {"email": body.email})
@@ -257,9 +282,13 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     # The primary, not a replica: a user who just registered must be able to log in.
     async with svc.db_breaker, svc.db.write() as conn:
         row = await find(conn)
+    if verdict.locked_for_unknown_clients and (row is None or ip not in {
+            s.ip for s in await svc.sessions.list_sessions(str(row.id))}):
+        return await _login_denied(request, svc, verdict)
     if not await verify_password(row.password_hash if row else None, body.password):
         await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
-                                     "auth.login", "session", "failure", "bad credentials"))
+                                     "auth.login", "session", "failure", "bad credentials",
+                                     account=account))
         raise Problem(401, "wrong email or password", type_="bad-credentials")
     # The WAL position now covers the registration: the new session's replica reads see it.
     data: dict[str, Any] = {"role": row.role}
@@ -267,11 +296,29 @@ async def login(body: Credentials, request: Request, response: Response, svc: Sv
     if lsn is not None:
         data["lsn"] = lsn
     # login() revokes the request's previous session: a fresh token on every login.
-    session = await ctx.login(str(row.id), data=data)
+    replaced = ctx.session
+    session = await ctx.login(str(row.id), data=data, ip=ip)
+    if replaced is not None:
+        await svc.audit_event(_event(request, replaced.user_id, "session.revoke",
+                                     f"session/{replaced.id}", "success",
+                                     "replaced by a new login", new_session=session.id))
+    if session.evicted:
+        await svc.audit_event(_event(request, str(row.id), "session.evict", f"user/{row.id}",
+                                     "success", "per-user session cap",
+                                     evicted=session.evicted, cap=svc.sessions.max_per_user))
     await svc.audit_event(_event(request, str(row.id), "session.create",
-                                 f"session/{session.id}", "success"))
+                                 f"session/{session.id}", "success",
+                                 known_device=device is not None))
     response.headers["Cache-Control"] = "no-store"
+    response.headers.append("Set-Cookie", guard.device_cookie(account, device))
     return LoginOut(token=session.token, session_id=session.id, user=_user_out(row._mapping))
+
+
+async def _login_denied(request: Request, svc: Services, verdict: Verdict) -> Response:
+    policy = verdict.denied or "login-account"
+    await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
+                                 REASONS[policy], account=verdict.account, policy=policy))
+    return _quota_exceeded(request, verdict.results)
 
 
 @router.post("/auth/logout", status_code=204)
@@ -292,15 +339,15 @@ async def me(session: Auth, svc: Svc) -> UserOut:
 
 @router.get("/sessions", response_model=list[SessionOut])
 async def list_sessions(session: Auth, svc: Svc) -> list[SessionOut]:
-    infos = await svc.sessions.list(session.user_id)
+    infos = await svc.sessions.list_sessions(session.user_id)
     return [SessionOut(id=i.id, created=i.created, last_seen=i.last_seen, ip=i.ip,
                        user_agent=i.user_agent, current=i.id == session.id) for i in infos]
 
 
 @router.delete("/sessions/{session_id}", status_code=204,
                responses={404: {"description": "no such session"}})
-async def revoke_session(session_id: str, request: Request, session: Auth, svc: Svc,
-                         ctx: Ctx) -> Response:
+async def revoke_session(session_id: Annotated[SafeText, Path(max_length=128)],
+                         request: Request, session: Auth, svc: Svc, ctx: Ctx) -> Response:
     if session_id == session.id:
         await ctx.logout()
     elif not await svc.sessions.revoke_id(session.user_id, session_id):
@@ -313,7 +360,7 @@ async def revoke_session(session_id: str, request: Request, session: Auth, svc: 
 @router.delete("/sessions", status_code=200)
 async def revoke_other_sessions(request: Request, session: Auth, svc: Svc) -> dict[str, int]:
     revoked = 0
-    for info in await svc.sessions.list(session.user_id):
+    for info in await svc.sessions.list_sessions(session.user_id):
         if info.id != session.id and await svc.sessions.revoke_id(session.user_id, info.id):
             revoked += 1
     await svc.audit_event(_event(request, session.user_id, "session.revoke_others",
@@ -342,14 +389,14 @@ async def create_item(body: ItemIn, session: Auth, svc: Svc) -> ItemOut:
 
 @router.get("/items", response_model=Page)
 async def list_items(session: Auth, svc: Svc, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                     after: Annotated[int, Query(ge=0)] = 0) -> Page:
+                     after: Annotated[DbOffset, Query()] = 0) -> Page:
     rows = await _rows(svc, session, _ITEMS_PAGE,
                        {"uid": int(session.user_id), "after": after, "limit": limit})
     out = [_item_out(r) for r in rows]
     return Page(items=out, next=str(out[-1].id) if len(out) == limit else None)
 
 
-async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
+async def _owned_item(svc: Services, session: Session, item_id: DbId) -> Any:
     rows = await _rows(svc, session, _ITEM_BY_ID, {"item_id": item_id})
     if not rows or str(rows[0]["owner_id"]) != session.user_id:
         raise Problem(404, "no such item", type_="not-found")
@@ -357,12 +404,12 @@ async def _owned_item(svc: Services, session: Session, item_id: int) -> Any:
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: int, session: Auth, svc: Svc) -> ItemOut:
+async def get_item(item_id: DbId, session: Auth, svc: Svc) -> ItemOut:
     return _item_out(await _owned_item(svc, session, item_id))
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
+async def update_item(item_id: DbId, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
     changes = body.model_dump(exclude_none=True)
 
     async def update(conn: AsyncConnection) -> Any:
@@ -380,7 +427,7 @@ async def update_item(item_id: int, body: ItemPatch, session: Auth, svc: Svc) ->
 
 
 @router.delete("/items/{item_id}", status_code=204)
-async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
+async def delete_item(item_id: DbId, session: Auth, svc: Svc) -> Response:
     async def delete(conn: AsyncConnection) -> int:
         result = await conn.execute(
             items.delete().where(items.c.id == item_id,
@@ -396,12 +443,13 @@ async def delete_item(item_id: int, session: Auth, svc: Svc) -> Response:
 
 @router.get("/audit", response_model=Page)
 async def audit_trail(session: Auth, svc: Svc, request: Request,
-                      actor: Annotated[str | None, Query(max_length=256)] = None,
+                      actor: Annotated[SafeText | None, Query(max_length=256)] = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 50,
-                      before: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{36}$")] = None,
+                      before: Annotated[EventIdText | None, Query()] = None,
                       ) -> Page:
     """The caller's own audit events, newest first (admins may ask for any ``actor``)."""
-    if actor is not None and actor != session.user_id and session.data.get("role") != "admin":
+    if actor is not None and actor != session.user_id and (
+            session.data.get("role") != "admin" or await current_role(svc, session) != "admin"):
         await svc.audit_event(_event(request, session.user_id, "audit.read", f"actor/{actor}",
                                      "denied", "not an admin"))
         raise Problem(403, "only admins may read other users' audit trails", type_="forbidden")

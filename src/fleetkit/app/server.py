@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -97,12 +98,16 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(app: str, *, host: str, port: int, workers: int, graceful_timeout: float,
-          log_level: str) -> None:
-    """Run ``app`` (an import string of an app factory) until SIGTERM, then drain."""
+          log_level: str, **options: Any) -> None:
+    """Run ``app`` (an import string of an app factory) until SIGTERM, then drain.
+
+    ``options`` are more ``uvicorn.Config`` arguments (proxy headers, server header).
+    """
     config = uvicorn.Config(
         app, factory=True, host=host, port=port, workers=workers, loop="uvloop",
         http=DrainingProtocol, lifespan="on", access_log=False,
         timeout_graceful_shutdown=int(graceful_timeout), log_level=log_level,
+        **options,
     )
     server = DrainingServer(config=config)
     sock = config.bind_socket()

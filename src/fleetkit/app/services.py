@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from fleetkit.app.keys import Keys
+from fleetkit.app.login import LoginGuard
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
@@ -17,10 +19,12 @@ from fleetkit.errors import BackendUnavailable
 from fleetkit.health import ComponentStatus
 from fleetkit.health.checks import add_redis_checks, component_check
 from fleetkit.health.registry import HealthRegistry
+from fleetkit.integration import prepare_data_dir
 from fleetkit.monitor import SessionMonitor
+from fleetkit.overload import AdmissionController, LoopLagSampler
 from fleetkit.ratelimit import Limit, RateLimiter, parse_limits
-from fleetkit.redis import AnyRedis, RedisClients, create_client
-from fleetkit.sessions import SessionStore, parse_region_urls
+from fleetkit.redis import AnyRedis, RedisClients
+from fleetkit.sessions import SessionStore
 
 __all__ = ["Services"]
 
@@ -43,6 +47,10 @@ class Services:
     audit: AuditLog
     monitor: SessionMonitor
     health: HealthRegistry
+    overload: AdmissionController
+    overload_sampler: LoopLagSampler
+    keys: Keys
+    login: LoginGuard
     login_limits: tuple[Limit, ...] = field(default=())
     region_clients: list[AnyRedis] = field(default_factory=list)
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -51,25 +59,16 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         redis = RedisClients.from_settings(settings)
         db = Database.from_settings(settings)
-        limiter = RateLimiter(
-            redis=redis.ratelimit, coalescer=redis.coalescer("ratelimit"),
-            algorithm=settings.rate_limit_algorithm, failure_mode=settings.rate_limit_failure_mode,
-            fallback_instances=settings.rate_limit_fallback_instances,
-            instance_id=settings.instance_id,
-        )
+        # The limiter on its own coalescer (RateLimiter.COALESCER, what bench/ratelimit.py
+        # measures), even when the rate limit and session roles share one client.
+        limiter = RateLimiter.from_settings(settings, redis_clients=redis)
         breakers = BreakerRegistry.from_settings(settings, redis=redis.main)
-        # Other regions' session Redis: foreign tokens are resolved in their home region.
-        regions: dict[str, AnyRedis] = {
-            name: create_client(url, role=f"sessions-{name}", options=redis.options)
-            for name, url in parse_region_urls(settings.session_regions).items()
-        }
-        sessions = SessionStore(
-            redis=redis.sessions, coalescer=redis.coalescer("sessions"),
-            idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
-            max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
-            region=settings.region, regions=regions,
-            foreign_tokens=settings.session_foreign_tokens,
-        )
+        keys = Keys.from_settings(settings)
+        # Other regions' session Redis (foreign tokens are resolved in their home region) are
+        # made and closed by the store. Keyed routes: the token's route part cannot be mapped
+        # to a user id without SECRET_KEY.
+        sessions = SessionStore.from_settings(settings, redis_clients=redis,
+                                              routing_key=keys.route)
         spool = Path(settings.audit_spool_dir)
         # Embedded mode keeps audit rows in the app's own SQLite file, so GET /v1/audit reads
         # them through the same Database as everything else.
@@ -78,10 +77,11 @@ class Services:
             redis=redis.main, shards=settings.audit_stream_shards, spool_dir=spool,
             sqlite_path=sqlite_db or spool.parent / "audit.db", instance=settings.instance_id,
         )
-        session_url = settings.redis_session_url or settings.redis_url
-        monitor = SessionMonitor(redis_url=session_url, instance_id=settings.instance_id,
-                                 interval=settings.session_monitor_interval)
+        monitor = SessionMonitor.from_settings(settings)
         health = HealthRegistry(interval=settings.health_interval, deadline=settings.health_timeout)
+        # One controller per worker process: each has its own event loop, and the loop's
+        # lag is the signal (docs/overload.md).
+        overload = AdmissionController.from_settings(settings)
         services = cls(
             settings=settings, redis=redis, db=db, limiter=limiter, breakers=breakers,
             # Only an unreachable database counts against the breaker: a constraint violation
@@ -89,8 +89,10 @@ class Services:
             db_breaker=breakers.get("database", record_exceptions=(BackendUnavailable,
                                                                    TimeoutError, OSError)),
             sessions=sessions, audit=audit, monitor=monitor,
-            health=health, login_limits=parse_limits(settings.rate_limit_login),
-            region_clients=list(regions.values()),
+            health=health, overload=overload, overload_sampler=LoopLagSampler(overload),
+            keys=keys,
+            login=LoginGuard.from_settings(settings, limiter=limiter, keys=keys),
+            login_limits=parse_limits(settings.rate_limit_login),
             trusted_proxies=tuple(ipaddress.ip_network(c, strict=False)
                                   for c in settings.trusted_proxies),
         )
@@ -111,6 +113,10 @@ class Services:
         h.add("sessions", component_check(self.sessions), critical=False)
         h.add("audit", component_check(self.audit), critical=False)
         h.add("session-monitor", component_check(self.monitor), critical=False)
+        if self.settings.overload_enabled:
+            # warn while shedding, never fail: readiness must keep a busy instance in rotation.
+            h.add("overload", component_check(self.overload), critical=False,
+                  measurement="limit")
         h.add_liveness("session-monitor", self._monitor_alive)
 
     def _monitor_alive(self) -> bool | ComponentStatus:
@@ -123,11 +129,15 @@ class Services:
     async def start(self) -> None:
         if self.db.embedded:
             # Embedded mode has no separate migration step: one SQLite file, one process.
+            prepare_data_dir(self.settings)
             await migrate(self.settings.database_url)
         await self.db.start()
         await self.redis.preload()
+        await self.breakers.start()  # their home loop: sync calls from threads use this one
         await self.monitor.start()
         await self.health.start()
+        if self.settings.overload_enabled:
+            self.overload_sampler.start()
         mode = "embedded" if self.redis.embedded else "distributed"
         log.info("fleetkit ready (%s mode, instance %s)", mode, self.settings.instance_id)
 
@@ -140,8 +150,10 @@ class Services:
 
     async def aclose(self) -> None:
         """Stop in dependency order: health first (readiness already 503), audit flushed last."""
-        steps = [self.health.aclose, self.monitor.stop, self.breakers.aclose,
-                 self.limiter.aclose, self.audit.aclose, self.db.aclose, self.redis.aclose,
+        steps = [self.health.aclose, self.overload_sampler.aclose, self.monitor.aclose,
+                 self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
+                 self.audit.aclose, self.db.aclose,
+                 self.redis.aclose,
                  *(client.aclose for client in self.region_clients)]
         for step in steps:
             try:

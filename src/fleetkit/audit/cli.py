@@ -62,11 +62,9 @@ async def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     client = create_client(settings.redis_url, role="main", options=ClientOptions(
         socket_timeout=max(settings.redis_socket_timeout, block_ms / 1000 + 2),
         connect_timeout=settings.redis_connect_timeout, retries=settings.redis_retries))
-    consumer = AuditConsumer(
-        redis=client, database_url=str(_pg_url(settings)), schema=args.schema, prefix=args.prefix,
-        consumer=args.consumer or settings.instance_id, shards=settings.audit_stream_shards,
-        batch_entries=args.batch_entries, block_ms=block_ms,
-        max_deliveries=settings.audit_max_deliveries, claim_min_idle=args.claim_idle)
+    consumer = AuditConsumer.from_settings(
+        settings, redis=client, consumer=args.consumer, schema=args.schema, prefix=args.prefix,
+        batch_entries=args.batch_entries, block_ms=block_ms, claim_min_idle=args.claim_idle)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetkit.audit.metrics import (
     BATCH_EVENTS,
@@ -39,12 +39,16 @@ from fleetkit.audit.metrics import (
     ROWS_INSERTED,
     SINK_ERRORS,
 )
+from fleetkit.audit.pgsink import PostgresSink
 from fleetkit.audit.schema import default_months, ensure_partitions
-from fleetkit.audit.sink import PostgresSink, SinkDataError
+from fleetkit.audit.sink import SinkDataError
 from fleetkit.audit.streams import DEFAULT_PREFIX, GROUP, dead_key, stream_key
-from fleetkit.errors import BackendUnavailable
+from fleetkit.errors import BackendUnavailable, ConfigError
 from fleetkit.health.status import ComponentStatus
 from fleetkit.redis import Script
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
 
 __all__ = ["AuditConsumer"]
 
@@ -83,7 +87,7 @@ class AuditConsumer:
         dead_maxlen: int = 100_000, retry_delay: float = 0.2,
     ) -> None:
         if shards < 1 or batch_entries < 1 or max_deliveries < 1:
-            raise ValueError("shards, batch_entries and max_deliveries must be >= 1")
+            raise ConfigError("shards, batch_entries and max_deliveries must be >= 1")
         self._redis = redis
         self._url = database_url
         self._schema = schema
@@ -108,6 +112,22 @@ class AuditConsumer:
         self.duplicates = 0
         self.dead_letters = 0
         self.batches = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, redis: Any, consumer: str | None = None,
+                      **overrides: Any) -> AuditConsumer:
+        """From ``DATABASE_URL`` (must be PostgreSQL) and ``AUDIT_*`` settings; ``consumer``
+        defaults to ``INSTANCE_ID``. ``redis``: a client whose socket timeout exceeds
+        ``block_ms`` (XREADGROUP BLOCK must return first)."""
+        url = settings.database_url
+        if not url.split("://", 1)[0].startswith("postgres"):
+            raise ConfigError("the audit consumer needs a postgresql:// DATABASE_URL (in "
+                              "embedded mode AuditLog writes to SQLite itself)")
+        options: dict[str, Any] = dict(shards=settings.audit_stream_shards,
+                                       max_deliveries=settings.audit_max_deliveries)
+        options.update(overrides)
+        return cls(redis=redis, database_url=url, consumer=consumer or settings.instance_id,
+                   **options)
 
     def stop(self) -> None:
         """Ask every shard loop to finish its batch in hand and return (signal-handler safe)."""

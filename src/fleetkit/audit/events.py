@@ -8,8 +8,15 @@ key that lets the sink drop the duplicates a retried XADD can create.
 Validation runs in :meth:`AuditEvent.encode`, called by ``AuditLog.log()``: a bad event raises
 :class:`~fleetkit.errors.InvalidAuditEvent` naming the field. CR/LF (and other control characters)
 in text fields are escaped so a log line can never be forged; metadata keys that name secrets
-(password, token, session id...) have their value replaced by a SHA-256 digest; text that looks
-like a bearer token or JWT is refused, since hashing it would not make a *field* safe to show.
+(password, token, session id...) have their value replaced by a SHA-256 digest.
+
+A security event is never dropped for what a client put in it: the text fields that carry
+request data (actor, resource, reason, user agent, request id, client address) are *sanitised*,
+not refused. Text that looks like a credential (a bearer token, a JWT, ``token=...``) has that
+part replaced by ``[redacted]``, text over its limit is cut with a ``...[truncated]`` marker, an
+address that does not parse is moved to ``metadata.client_ip_given``; the event's
+``metadata.sanitised`` lists the fields changed. Only programming errors are refused (a missing
+actor, an unknown outcome, a malformed action, metadata that is not JSON).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import orjson
 
 from fleetkit.errors import InvalidAuditEvent
 
-__all__ = ["OUTCOMES", "AuditEvent", "Outcome", "hash_secret", "uuid7"]
+__all__ = ["OUTCOMES", "REDACTED", "TRUNCATED", "AuditEvent", "Outcome", "hash_secret",
+           "redact_credentials", "uuid7"]
 
 Outcome = Literal["success", "failure", "denied"]
 OUTCOMES: frozenset[str] = frozenset(("success", "failure", "denied"))
@@ -40,15 +48,25 @@ os.register_at_fork(after_in_child=_RNG.seed)
 _RAND_B = (1 << 62) - 1
 
 _LIMITS = {"actor": 256, "action": 128, "resource": 512, "reason": 1024, "user_agent": 512,
-           "request_id": 128, "instance": 128}
+           "request_id": 128, "instance": 128, "client_ip_given": 128}
 _ACTION_RE = re.compile(r"[A-Za-z0-9_.:/-]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
-# Credentials that must never be stored, even hashed, inside free text.
+# Credentials that must never be stored, even hashed, inside free text. (A value already
+# replaced by the marker is not matched again: sanitising is idempotent.)
 _TOKEN_RE = re.compile(
     r"(?i)\bbearer\s+[\w.~+/-]{8,}|eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.|"
-    r"\b(?:password|passwd|pwd|secret|token|api[_-]?key)\s*[=:]\s*\S"
+    r"\b(?:password|passwd|pwd|secret|token|api[_-]?key)\s*[=:]\s*"
+    r"(?!\[redacted\](?:[\s/&;,]|$))\S"
 )
+# The same shapes with their whole extent, for replacement (group 1/2: the part that is kept).
+_REDACT_RE = re.compile(
+    r"(?i)(\bbearer\s+)[\w.~+/-]{8,}|eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]*|"
+    r"(\b(?:password|passwd|pwd|secret|token|api[_-]?key)\s*[=:]\s*)"
+    r"(?!\[redacted\](?:[\s/&;,]|$))\S[^\s/&;,]*"
+)
+REDACTED = "[redacted]"
+TRUNCATED = "...[truncated]"
 _SECRET_KEY_RE = re.compile(
     r"(?i)pass(?:word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|session[_-]?id|"
     r"private[_-]?key|credential"
@@ -96,7 +114,17 @@ def _escape(match: re.Match[str]) -> str:
     return _ESCAPES.get(ch) or f"\\x{ord(ch):02x}"
 
 
-def _text(name: str, value: Any, *, required: bool) -> str | None:
+def _redact_match(match: re.Match[str]) -> str:
+    return (match.group(1) or match.group(2) or "") + REDACTED
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with every credential-looking part replaced by ``[redacted]``."""
+    return _REDACT_RE.sub(_redact_match, text)
+
+
+def _text(name: str, value: Any, *, required: bool, notes: list[str]) -> str | None:
+    """The slow path of a text field: type checks, then escape, redact, truncate (noted)."""
     if value is None:
         if required:
             raise InvalidAuditEvent(f"audit event field {name!r} is required")
@@ -106,24 +134,33 @@ def _text(name: str, value: Any, *, required: bool) -> str | None:
                                 f"not {type(value).__name__}")
     if not value and required:
         raise InvalidAuditEvent(f"audit event field {name!r} must not be empty")
-    if _CONTROL_RE.search(value):  # CR/LF injection: keep the text, neutralise the characters
-        value = _CONTROL_RE.sub(_escape, value)
-    if len(value) > _LIMITS[name]:
-        raise InvalidAuditEvent(
-            f"audit event field {name!r} is longer than {_LIMITS[name]} characters")
-    text: str = value
+    limit = _LIMITS[name]
+    text: str = value[:4 * limit]  # bounds the regex work on a megabyte of client text
+    if _CONTROL_RE.search(text):  # CR/LF injection: keep the text, neutralise the characters
+        text = _CONTROL_RE.sub(_escape, text)
+    if name in _REDACTED_FIELDS and _TOKEN_RE.search(text):
+        text = redact_credentials(text)
+    if len(text) > limit or len(value) > 4 * limit:
+        text = text[:limit - len(TRUNCATED)] + TRUNCATED
+    if text != value:
+        notes.append(name)
     return text
 
 
-def _optional(name: str, value: Any) -> str | None:
+# Fields whose text is searched for credentials (the others only escaped and truncated).
+_REDACTED_FIELDS = frozenset(("actor", "resource", "reason"))
+
+
+def _optional(name: str, value: Any, notes: list[str]) -> str | None:
     # Fast path: short printable text needs no escaping (isprintable excludes CR/LF).
     if type(value) is str and len(value) <= _LIMITS[name] and value.isprintable():
         return value
-    return _text(name, value, required=False)
+    return _text(name, value, required=False, notes=notes)
 
 
-def _check_ip(value: Any) -> str:
-    """The address as given if it parses (inet_pton is C-fast; ipaddress only as fallback)."""
+def _check_ip(value: Any) -> str | None:
+    """The address as given if it parses (inet_pton is C-fast; ipaddress only as fallback),
+    else None (the caller keeps the given text in metadata)."""
     if type(value) is str:
         for family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -135,7 +172,7 @@ def _check_ip(value: Any) -> str:
             return str(ipaddress.ip_address(value))
         except ValueError:
             pass
-    raise InvalidAuditEvent(f"audit event client_ip {value!r} is not an IP address")
+    return None
 
 
 _SCALARS = (int, float, bool, type(None))
@@ -207,13 +244,17 @@ class AuditEvent:
         actor: Any = self.actor
         action: Any = self.action
         resource: Any = self.resource
+        notes: list[str] = []  # the fields sanitised (usually none)
         # Fast path: short printable strings need no escaping (isprintable excludes CR/LF).
         if not (type(actor) is str and 0 < len(actor) <= 256 and actor.isprintable()):
-            actor = _text("actor", actor, required=True)
+            actor = _text("actor", actor, required=True, notes=notes)
         if not (type(action) is str and 0 < len(action) <= 128 and action.isprintable()):
-            action = _text("action", action, required=True)
+            action = _text("action", action, required=True, notes=notes)
+            if notes and notes[-1] == "action":  # the code names actions: refuse, not sanitise
+                raise InvalidAuditEvent("audit event field 'action' is not a short printable "
+                                        "name")
         if not (type(resource) is str and 0 < len(resource) <= 512 and resource.isprintable()):
-            resource = _text("resource", resource, required=True)
+            resource = _text("resource", resource, required=True, notes=notes)
         doc: dict[str, Any] = {"event_id": self.event_id, "time": self.time, "actor": actor,
                                "action": action, "resource": resource, "outcome": self.outcome}
         if self.outcome not in OUTCOMES:
@@ -229,27 +270,39 @@ class AuditEvent:
             raise InvalidAuditEvent("audit event time must be Unix microseconds (leave it unset)")
         if (_may_hold_token(actor) or _may_hold_token(resource)) and _TOKEN_RE.search(
                 f"{actor}\n{resource}"):
-            name = "actor" if _TOKEN_RE.search(str(actor)) else "resource"
-            raise InvalidAuditEvent(f"audit event field {name!r} looks like a credential; "
-                                    "log a hash or an identifier instead")
+            for name, text in (("actor", actor), ("resource", resource)):
+                if name not in notes and _TOKEN_RE.search(text):
+                    doc[name] = redact_credentials(text)
+                    notes.append(name)
         if self.reason is not None:
-            reason = _text("reason", self.reason, required=False)
-            if reason and _TOKEN_RE.search(reason):
-                raise InvalidAuditEvent("audit event field 'reason' looks like a credential")
-            doc["reason"] = reason
+            doc["reason"] = _text("reason", self.reason, required=False, notes=notes)
+        given_ip = None
         if self.client_ip is not None:
-            doc["client_ip"] = _check_ip(self.client_ip)
+            ip = _check_ip(self.client_ip)
+            if ip is None:
+                given_ip = _text("client_ip_given", str(self.client_ip), required=False,
+                                 notes=[])
+                notes.append("client_ip")
+            else:
+                doc["client_ip"] = ip
         if self.user_agent is not None:
-            doc["user_agent"] = _optional("user_agent", self.user_agent)
+            doc["user_agent"] = _optional("user_agent", self.user_agent, notes)
         if self.request_id is not None:
-            doc["request_id"] = _optional("request_id", self.request_id)
+            doc["request_id"] = _optional("request_id", self.request_id, notes)
         inst = self.instance if self.instance is not None else instance
         if inst is not None:
-            doc["instance"] = _optional("instance", inst)
-        if self.metadata:
-            if not isinstance(self.metadata, dict):
+            doc["instance"] = _optional("instance", inst, notes)
+        meta = self.metadata
+        if meta:
+            if not isinstance(meta, dict):
                 raise InvalidAuditEvent("audit event metadata must be a JSON object")
-            doc["metadata"] = self.metadata if _plain(self.metadata) else _scrub(self.metadata)
+            meta = meta if _plain(meta) else _scrub(meta)
+        if notes:  # rare: the record says which fields are not as the request sent them
+            meta = {**(meta or {}), "sanitised": notes}
+            if given_ip is not None:
+                meta["client_ip_given"] = redact_credentials(given_ip)
+        if meta:
+            doc["metadata"] = meta
         try:
             line = orjson.dumps(doc)
         except TypeError as exc:

@@ -1,24 +1,17 @@
 """The producer: ``await AuditLog.log(event)`` returns once the event is durable.
 
-Events logged concurrently are packed into one stream entry (one JSON line per event in field
-``e``): one XADD carries up to ``max_batch`` events, so the per-event cost is a JSON encode and a
-list append, and one process sustains 100K+ events/s. While ``max_inflight`` XADDs are on the
-wire new events keep filling the next entry, so entries grow with load. Entries go round-robin
-to the ``shards`` stream keys. "Durable" means the XADD was answered: Redis must run with
-``appendonly yes`` + ``appendfsync always`` for that to survive a crash (``wait_replicas=n``
-also waits for n replicas with ``WAIT``).
+Concurrent events are packed into one stream entry (one JSON line each in field ``e``; up to
+``max_batch`` per XADD, ``max_inflight`` XADDs on the wire while the next entry fills), so the
+per-event cost is a JSON encode and a list append. Entries go round-robin to ``shards`` keys.
+"Durable" = the XADD was answered (Redis with ``appendonly yes`` + ``appendfsync always``;
+``wait_replicas=n`` also waits for n replicas). At most ``max_pending`` events wait: a slow
+Redis slows producers down instead of growing memory.
 
-Back-pressure: at most ``max_pending`` events wait for their XADD; further ``log()`` calls wait
-for room, so a slow Redis slows producers down instead of growing memory.
-
-Redis unavailable (any XADD error): the entry goes to the append-only disk spool (see
-:mod:`fleetkit.audit.spool` for the fsync policy) and ``log()`` returns once it is there; later
-entries follow it into the spool so order is kept. A background task probes Redis and replays the
-spool in order, then switches back. A timed-out XADD that did reach Redis is also spooled, so the
-replay may duplicate it: the event id makes the insert idempotent.
-
-Embedded mode (``redis=None``): the same batching feeds the SQLite sink; ``log()`` returns once
-the batch is committed.
+Redis unavailable (any XADD error): the entry, and every later one (order is kept), goes to the
+append-only disk spool (:mod:`fleetkit.audit.spool`); a background task probes Redis and replays
+the spool in order, then switches back. A timed-out XADD that did reach Redis is spooled too: the
+replay may duplicate it, and the event id makes the insert idempotent. Embedded mode
+(``redis=None``): the same batching feeds the SQLite sink. No PostgreSQL driver is imported.
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetkit.audit.events import AuditEvent
 from fleetkit.audit.metrics import (
@@ -41,17 +34,16 @@ from fleetkit.audit.metrics import (
 )
 from fleetkit.audit.sink import SqliteSink
 from fleetkit.audit.spool import DiskSpool, FsyncPolicy, read_records
-from fleetkit.audit.streams import DEFAULT_PREFIX, FORMAT_VERSION, stream_keys
-from fleetkit.errors import AuditError, InvalidAuditEvent
-from fleetkit.health.status import ComponentStatus
+from fleetkit.audit.streams import DEFAULT_PREFIX, stream_keys, xadd, xadd_many
+from fleetkit.errors import AuditError, ConfigError, InvalidAuditEvent
+from fleetkit.health.status import ComponentStatus, Status
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
 
 __all__ = ["AuditLog"]
 
 log = logging.getLogger("fleetkit.audit")
-
-
-def _read_all(path: Path) -> list[bytes]:
-    return list(read_records(path))
 
 
 class _BatchFuture(asyncio.Future[None]):
@@ -85,7 +77,7 @@ class AuditLog:
         close_timeout: float = 10.0,
     ) -> None:
         if shards < 1 or max_batch < 1 or max_inflight < 1 or max_pending < max_batch:
-            raise ValueError("shards, max_batch, max_inflight >= 1 and max_pending >= max_batch")
+            raise ConfigError("shards, max_batch, max_inflight >= 1 and max_pending >= max_batch")
         self._redis = redis
         self._keys = stream_keys(prefix, shards)
         self._instance = instance
@@ -119,6 +111,19 @@ class AuditLog:
         self.events_sent = 0
         self.events_spooled = 0
         self.events_replayed = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, redis: Any | None = None,
+                      **overrides: Any) -> AuditLog:
+        """From ``AUDIT_*`` settings. ``redis``: the client to produce to (for example
+        ``RedisClients.from_settings(settings).main``); ``None`` is embedded mode, writing to
+        ``sqlite_path`` (default ``audit.db`` next to ``AUDIT_SPOOL_DIR``)."""
+        spool = Path(settings.audit_spool_dir)
+        options: dict[str, Any] = dict(shards=settings.audit_stream_shards, spool_dir=spool,
+                                       sqlite_path=spool.parent / "audit.db",
+                                       instance=settings.instance_id)
+        options.update(overrides)
+        return cls(redis=redis, **options)
 
     # --- hot path ------------------------------------------------------------------------------
 
@@ -234,20 +239,6 @@ class AuditLog:
 
     # --- Redis and the spool ----------------------------------------------------------------
 
-    async def _xadd(self, key: str, payload: bytes, n: int) -> None:
-        assert self._redis is not None
-        replicas, timeout = self._wait
-        if replicas:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.execute_command("XADD", key, "*", "v", FORMAT_VERSION, "n", n, "e", payload)
-            pipe.execute_command("WAIT", replicas, timeout)
-            _, acked = await pipe.execute()
-            if int(acked) < replicas:
-                raise AuditError(f"only {acked} of {replicas} replicas acknowledged the entry")
-        else:
-            await self._redis.execute_command("XADD", key, "*", "v", FORMAT_VERSION, "n", n,
-                                              "e", payload)
-
     def _next_key(self) -> str:
         key = self._keys[self._rr]
         self._rr = (self._rr + 1) % len(self._keys)
@@ -256,7 +247,7 @@ class AuditLog:
     async def _deliver(self, payload: bytes, n: int) -> None:
         if not self._spooling:
             try:
-                await self._xadd(self._next_key(), payload, n)
+                await xadd(self._redis, self._next_key(), payload, n, wait=self._wait)
                 EVENTS_LOGGED.labels("redis").inc(n)
                 return
             except Exception as exc:  # any failure: the spool keeps the event
@@ -316,19 +307,13 @@ class AuditLog:
         async with self._spool_lock:
             segments = await asyncio.to_thread(self._spool.seal)
         for seg in segments:
-            records = await asyncio.to_thread(_read_all, seg)
+            records = await asyncio.to_thread(list, read_records(seg))
             start = self._replay_offsets.get(seg, 0)
             for i in range(start, len(records), 64):
                 chunk = records[i:i + 64]
-                assert self._redis is not None
-                pipe = self._redis.pipeline(transaction=False)
-                for payload in chunk:
-                    n = payload.count(b"\n") + 1
-                    pipe.execute_command("XADD", self._next_key(), "*", "v", FORMAT_VERSION,
-                                         "n", n, "e", payload)
-                await pipe.execute()
+                replayed = await xadd_many(self._redis,
+                                           [(self._next_key(), payload) for payload in chunk])
                 self._replay_offsets[seg] = i + len(chunk)
-                replayed = sum(p.count(b"\n") + 1 for p in chunk)
                 self.events_replayed += replayed
                 EVENTS_REPLAYED.inc(replayed)
             async with self._spool_lock:
@@ -399,14 +384,14 @@ class AuditLog:
                                    observed_unit="events", output="embedded: SQLite sink")
         details = {"spooled_events": self.events_spooled, "replayed_events": self.events_replayed,
                    "pending_events": self._pending}
+        status: Status
         if self._spool_error:
-            return ComponentStatus("fail", component_type="component",
-                                   observed_value=self._spool.bytes, observed_unit="bytes",
-                                   output=f"Redis unavailable and spool failing: "
-                                          f"{self._spool_error}", details=details)
-        if self._spooling or not self._spool.empty:
-            return ComponentStatus("warn", component_type="component",
-                                   observed_value=self._spool.bytes, observed_unit="bytes",
-                                   output=f"spooling to disk: {self._last_error}", details=details)
-        return ComponentStatus("pass", component_type="component", observed_value=self._pending,
-                               observed_unit="events", details=details)
+            status, output = "fail", f"Redis unavailable and spool failing: {self._spool_error}"
+        elif self._spooling or not self._spool.empty:
+            status, output = "warn", f"spooling to disk: {self._last_error}"
+        else:
+            return ComponentStatus("pass", component_type="component",
+                                   observed_value=self._pending, observed_unit="events",
+                                   details=details)
+        return ComponentStatus(status, component_type="component", observed_value=self._spool.bytes,
+                               observed_unit="bytes", output=output, details=details)

@@ -9,6 +9,7 @@ needs a fleet-wide lease. Plain functions and ``with`` blocks work too (from any
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -26,6 +27,7 @@ from fleetkit.breaker.memory import MemoryBreakerBackend
 from fleetkit.breaker.redis import DEFAULT_KEY_PREFIX, RedisBreakerBackend
 from fleetkit.breaker.rules import BreakerConfig, BreakerOutcome, classify_error
 from fleetkit.breaker.state import State
+from fleetkit.breaker.sync import NoLoop
 from fleetkit.breaker.view import Listener, StateView, log
 from fleetkit.errors import CircuitOpenError, ConfigError
 
@@ -90,6 +92,7 @@ class CircuitBreaker(StateView):
                        if redis is not None else MemoryBreakerBackend(cfg))
         super().__init__(name, cfg, backend)
         self.fallback = fallback
+        self._redis = redis
         self._cv: ContextVar[_Call] = ContextVar(f"fleetkit_breaker_{name}")
         self._timed = cfg.slow_call_seconds is not None
         self._slow_s = cfg.slow_call_seconds or 0.0
@@ -115,16 +118,31 @@ class CircuitBreaker(StateView):
             return
         await self._stop()
 
-    def shutdown(self) -> None:
-        """:meth:`aclose` for sync code (not on the breaker's own event loop's thread)."""
+    def shutdown(self, *, close_redis: bool = False) -> None:
+        """:meth:`aclose` for sync code (not on the breaker's own event loop's thread).
+
+        ``close_redis=True`` also closes the ``redis=`` client, on the loop where its
+        connections live: for a program with no event loop, whose client only breakers use.
+        """
         with self._start_lock:
             loop, thread = self._loop, self._thread
             if self._closed or loop is None:
                 self._closed, self._fast = True, False
                 return
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result()
+            try:
+                self._wait_on(loop, self._stop_all(close_redis))
+            except NoLoop:
+                if loop.is_running() and (thread is None or not thread.current):
+                    raise ConfigError(f"breaker {self.name!r}: shutdown() called on the "
+                                      "breaker's own event loop; use await aclose()") from None
+                self._closed, self._fast = True, False  # its loop is gone: nothing to stop
             if thread is not None:
                 thread.stop()
+
+    async def _stop_all(self, close_redis: bool) -> None:
+        await self._stop()
+        if close_redis and self._redis is not None:
+            await self._redis.aclose()
 
     # --- async calls -----------------------------------------------------------------------
     async def __aenter__(self) -> CircuitBreaker:
@@ -350,8 +368,9 @@ class CircuitBreaker(StateView):
             outcome = "success"
         slow = self._timed and time.perf_counter() - call.start >= self._slow_s
         self._tally.record(None if call.lease is not None else call.gen, outcome, slow)
-        if call.lease is not None and self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._release(call, outcome), self._loop).result()
+        if call.lease is not None:
+            with contextlib.suppress(NoLoop):  # else the lease expires by itself
+                self._wait_on(self._loop, self._release(call, outcome))
         return outcome
 
     def _admit_sync(self) -> _Call:
@@ -360,14 +379,11 @@ class CircuitBreaker(StateView):
         if decided is not None:
             return decided
         try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if home is None or running is home:
+            return self._wait_on(home, self._admit())
+        except NoLoop:
             # A trial permit needs the backend, and waiting here would block the very loop
-            # that must answer: rejected as if every permit were taken.
-            raise self._reject(self._state)
-        return asyncio.run_coroutine_threadsafe(self._admit(), home).result()
+            # that must answer (or no loop runs): rejected as if every permit were taken.
+            raise self._reject(self._state) from None
 
 def _is_async(fn: object) -> bool:
     """An ``async def`` (or a partial of one), or an object whose ``__call__`` is one."""

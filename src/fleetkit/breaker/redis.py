@@ -13,12 +13,13 @@ from redis.exceptions import RedisError
 from fleetkit.breaker.backend import AdminAction, TrialVerdict
 from fleetkit.breaker.rules import BreakerConfig
 from fleetkit.breaker.state import Batch, Snapshot
+from fleetkit.keys import BREAKER_PREFIX, escape_tag
 from fleetkit.redis import Script
 
 __all__ = ["DEFAULT_KEY_PREFIX", "SCRIPT", "RedisBreakerBackend", "breaker_keys"]
 
 SCRIPT = Script.from_package("fleetkit.breaker", "breaker.lua")
-DEFAULT_KEY_PREFIX = "fleetkit:breaker"
+DEFAULT_KEY_PREFIX = BREAKER_PREFIX
 log = logging.getLogger("fleetkit.breaker")
 
 
@@ -27,7 +28,7 @@ def breaker_keys(prefix: str, name: str) -> tuple[list[str], str]:
 
     The channel is not a key: a plain PUBLISH reaches every node of a Cluster.
     """
-    tag = f"{{{prefix}:{name}}}"
+    tag = f"{{{prefix}:{escape_tag(name)}}}"
     return [f"{tag}:state", f"{tag}:buckets", f"{tag}:leases"], f"{prefix}:events:{name}"
 
 

@@ -16,10 +16,15 @@ from typing import Any, TypeVar
 
 from fleetkit.breaker.rules import BreakerOutcome
 from fleetkit.breaker.state import Batch
+from fleetkit.errors import FleetkitError
 
-__all__ = ["LoopThread", "Tally", "merge"]
+__all__ = ["LoopThread", "NoLoop", "Tally", "merge"]
 
 T = TypeVar("T")
+
+
+class NoLoop(FleetkitError):
+    """The breaker's event loop cannot answer this thread (it is this thread, or it stopped)."""
 
 
 class Tally:

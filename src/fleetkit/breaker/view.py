@@ -9,14 +9,15 @@ the shared backend is unreachable, a memory backend seeded with the last known s
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import logging
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -25,7 +26,7 @@ from fleetkit.breaker.backend import AdminAction, BreakerBackend
 from fleetkit.breaker.memory import MemoryBreakerBackend
 from fleetkit.breaker.rules import BreakerConfig
 from fleetkit.breaker.state import STATES, Batch, Snapshot, State
-from fleetkit.breaker.sync import LoopThread, Tally, merge
+from fleetkit.breaker.sync import LoopThread, NoLoop, Tally, merge
 from fleetkit.errors import BackendUnavailable, RedisCommandError
 from fleetkit.health import ComponentStatus
 
@@ -34,6 +35,7 @@ __all__ = ["UNAVAILABLE", "Listener", "StateView"]
 #: ``listener(name, old_state, new_state)``; may be a coroutine function.
 Listener = Callable[[str, State, State], Any]
 
+T = TypeVar("T")
 log = logging.getLogger("fleetkit.breaker")
 UNAVAILABLE = (BackendUnavailable, RedisCommandError, RedisError, OSError)
 
@@ -270,6 +272,24 @@ class StateView:
                 else:  # sync code running on a loop: that loop is home
                     self._ensure_started()
         return self._loop
+
+    def _wait_on(self, home: asyncio.AbstractEventLoop | None,
+                 coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the breaker's loop and wait for it, from another thread."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if home is None or running is home or not home.is_running():
+            coro.close()
+            raise NoLoop
+        future = asyncio.run_coroutine_threadsafe(coro, home)
+        try:
+            # Bounded: a loop that stopped answering must not hang the thread for ever.
+            return future.result(timeout=self.config.lease_seconds)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise NoLoop from None
 
     # --- operator actions (fleet-wide) -------------------------------------------------------
     async def force_open(self) -> State:

@@ -15,15 +15,19 @@ import multiprocessing
 import os
 import signal
 import time
+import warnings
 from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetkit.health import ComponentStatus
 from fleetkit.keys import SESSIONS_PREFIX
 from fleetkit.monitor import metrics as m
 from fleetkit.monitor.worker import BUCKETS, WorkerConfig, run_worker
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
 
 __all__ = ["SessionMonitor"]
 
@@ -83,6 +87,18 @@ class SessionMonitor:
         self._stopping = False
         self._pid_changed = asyncio.Event()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SessionMonitor:
+        """On the sessions Redis (``REDIS_SESSION_URL``, else ``REDIS_URL``; neither: embedded,
+        nothing runs). The worker is a separate process that opens its own connection from the
+        URL, so no client is passed in; ``overrides`` are constructor keywords."""
+        options: dict[str, Any] = dict(
+            redis_url=settings.redis_session_url or settings.redis_url,
+            instance_id=settings.instance_id, interval=settings.session_monitor_interval,
+        )
+        options.update(overrides)
+        return cls(**options)
+
     @property
     def worker_pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
@@ -98,7 +114,7 @@ class SessionMonitor:
         self._spawn()
         self._task = asyncio.get_running_loop().create_task(self._supervise())
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:
         """Ask the worker to stop (it releases the lease), then make sure it is gone."""
         self._stopping = True
         if self._task is not None:
@@ -113,12 +129,18 @@ class SessionMonitor:
         m.UP.set(0)
         m.LEADER.set(0)
 
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Deprecated alias of :meth:`aclose` (every other component closes with aclose)."""
+        warnings.warn("SessionMonitor.stop() is deprecated; use aclose()", DeprecationWarning,
+                      stacklevel=2)
+        await self.aclose(timeout)
+
     async def __aenter__(self) -> SessionMonitor:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self.aclose()
 
     # --- process management ------------------------------------------------------------------
     def _spawn(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from fleetkit.redaction import redact_text
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["REQUEST_ID_HEADER", "JsonFormatter", "RequestIdFilter", "RequestIdMiddleware",
@@ -33,9 +34,6 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("fleetk
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|"
                          r"credential|private[_-]?key|dsn", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
-_INLINE_SECRET = re.compile(r"\b(password|passwd|secret|token|api[_-]?key)(\s*[=:]\s*)[^\s,;&]+",
-                            re.I)
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message",
                                                                                   "asctime"}
 
@@ -104,11 +102,12 @@ class RequestIdFilter(logging.Filter):
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """Mask credential-like keys and URL passwords, recursively."""
+    """Mask credential-like keys, URL passwords and inline secrets
+    (:func:`fleetkit.redaction.redact_text`), recursively."""
     if key and _SECRET_KEY.search(key):
         return "***"
     if isinstance(value, str):
-        return _INLINE_SECRET.sub(r"\1\2***", _URL_PASSWORD.sub(r"\1***@", value))
+        return redact_text(value)
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -20,18 +20,31 @@ from typing import Any
 
 import orjson
 
+from fleetkit.errors import MiddlewareOrderError
 from fleetkit.ratelimit import metrics
-from fleetkit.ratelimit.keys import KeyFunc, ip_key
+from fleetkit.ratelimit.keys import KeyFunc, ip_key, user_key
 from fleetkit.ratelimit.limiter import Decision, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "problem_body", "ratelimit_headers"]
+__all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "merge_ratelimit_headers",
+           "problem_body", "ratelimit_headers", "record_decision"]
 
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 log = logging.getLogger("fleetkit.ratelimit")
 _TOKEN = re.compile(r"[^A-Za-z0-9_.:*/+-]")
+_STATE_KEY = "ratelimit_decisions"
+_OWN_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy", b"retry-after"})
+
+
+def record_decision(scope: Scope, policy: str, decision: Decision) -> None:
+    """Report a limit the app checked itself (e.g. per account on a login route).
+
+    The middleware then answers with ONE ``RateLimit``/``RateLimit-Policy`` pair and one
+    ``Retry-After`` covering its policies and these, replacing the fields the app set.
+    """
+    scope.setdefault("state", {}).setdefault(_STATE_KEY, []).append((policy, decision))
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,28 @@ def ratelimit_headers(results: Sequence[tuple[str, Decision]], *,
     return headers
 
 
+def merge_ratelimit_headers(headers: Sequence[tuple[bytes, bytes]],
+                            extra: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus ``extra``, with one ``RateLimit`` and one ``RateLimit-Policy`` field:
+    items a route already set (its own limit) come first, the middleware's are appended to the
+    same list. ``Retry-After`` already set by the route wins."""
+    merged: dict[bytes, bytes] = {}
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        key = name.lower()
+        if key in (b"ratelimit", b"ratelimit-policy"):
+            merged[key] = merged[key] + b"," + value if key in merged else value
+        else:
+            out.append((name, value))
+    has_retry = any(name.lower() == b"retry-after" for name, _ in out)
+    for name, value in extra:
+        if name in (b"ratelimit", b"ratelimit-policy"):
+            merged[name] = merged[name] + b"," + value if name in merged else value
+        elif not (name == b"retry-after" and has_retry):
+            out.append((name, value))
+    return [*out, *merged.items()]
+
+
 def problem_body(results: Sequence[tuple[str, Decision]], instance: str | None = None) -> bytes:
     """RFC 9457 problem details for a 429, naming the violated policies."""
     violated = [_item_name(name, s.limit).strip('"') for name, d in results if not d.allowed
@@ -122,12 +157,20 @@ def problem_body(results: Sequence[tuple[str, Decision]], instance: str | None =
 class RateLimitMiddleware:
     """Apply global and per-route :class:`Policy` objects to HTTP requests.
 
-    ``headers`` adds the RateLimit fields to every limited response; ``shadow`` never blocks.
+    ``headers`` adds the RateLimit fields to every limited response (merged into the fields a
+    route's own limit set, so a response carries one ``RateLimit``/``RateLimit-Policy`` pair);
+    ``shadow`` never blocks.
+
+    A :func:`user_key` policy needs the user, which :class:`~fleetkit.sessions.SessionMiddleware`
+    puts in the scope: it must run *before* this middleware (with ``add_middleware``, be added
+    after it). Without it the policy would silently never apply, so start-up fails with
+    :class:`~fleetkit.errors.MiddlewareOrderError` (or the first request, when the server runs
+    no lifespan). ``check_order=False`` is for apps whose own middleware sets ``scope["user"]``.
     """
 
     def __init__(self, app: ASGIApp, *, limiter: RateLimiter, policies: Sequence[Policy],
                  shadow: bool = False, headers: bool = True, jitter: float = 0.0,
-                 exempt: Sequence[str] = ()) -> None:
+                 exempt: Sequence[str] = (), check_order: bool = True) -> None:
         self.app = app
         self.limiter = limiter
         self.policies = tuple(policies)
@@ -135,11 +178,46 @@ class RateLimitMiddleware:
         self.headers = headers
         self.jitter = jitter
         self.exempt = tuple(exempt)
+        # Names of the policies that need SessionMiddleware outside; checked once.
+        self._needs_user = [p.name for p in self.policies if p.key is user_key] if check_order \
+            else []
+
+    def _order_error(self) -> MiddlewareOrderError:
+        names = ", ".join(repr(n) for n in self._needs_user)
+        return MiddlewareOrderError(
+            f"RateLimitMiddleware has per-user policies ({names}) but no SessionMiddleware runs "
+            "before it, so they would never apply. Add SessionMiddleware after "
+            "RateLimitMiddleware with app.add_middleware (the last added runs first), or use "
+            "fleetkit.fastapi.install(app, settings), which adds both in the right order; pass "
+            "check_order=False if your own middleware sets scope['user'].")
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from fleetkit.sessions.asgi import LAYERS_KEY
+
+        present = "sessions" in scope.get(LAYERS_KEY, ())
+
+        async def checked_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and not present:
+                raise self._order_error()
+            return message
+
+        if present:
+            self._needs_user = []  # verified: no per-request check
+        await self.app(scope, checked_receive if not present else receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._needs_user:
+                await self._lifespan(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
+        if self._needs_user:  # no lifespan ran (an in-process client): check the first request
+            state = scope.get("state") or {}
+            if "sessions" not in state and "user" not in scope:
+                raise self._order_error()
+            self._needs_user = []
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
         if self.exempt and path.startswith(self.exempt):
@@ -165,7 +243,15 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+                more = scope.get("state", {}).get(_STATE_KEY)
+                if more:  # the app's own limits: merge them, drop the fields it set itself
+                    merged = ratelimit_headers([*results, *more], jitter=self.jitter)
+                    kept = [h for h in message.get("headers", ()) if h[0].lower() not in
+                            _OWN_FIELDS]
+                    message["headers"] = [*kept, *merged]
+                else:  # fields a route set without recording its decision: one list each
+                    message["headers"] = merge_ratelimit_headers(message.get("headers", ()),
+                                                                 extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -6,8 +6,8 @@
     @app.post("/login", dependencies=[Depends(login_limit)])
     async def login(): ...
 
-    @app.get("/search")
-    @rate_limited(limiter, "10/second", name="search")
+    @app.get("/search")                          # the route decorator first,
+    @rate_limited(limiter, "10/second", name="search")   # then the limit (async def or def)
     async def search(q: str): ...
 
     install(app)   # renders denials as application/problem+json (else FastAPI's JSON 429)
@@ -16,21 +16,22 @@
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.exceptions import HTTPException
 
-from fleetkit.ratelimit.asgi import problem_body, ratelimit_headers
+from fleetkit.ratelimit.asgi import problem_body, ratelimit_headers, record_decision
 from fleetkit.ratelimit.keys import KeyFunc, ip_key
 from fleetkit.ratelimit.limiter import Decision, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
 
 __all__ = ["RateLimit", "RateLimited", "install", "rate_limited"]
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RateLimited(HTTPException):
@@ -68,6 +69,9 @@ class RateLimit:
         decision = await self.limiter.hit_many(f"{self.name}:{key}", self.limits,
                                                cost=self.cost, policy=self.name)
         fields = ratelimit_headers([(self.name, decision)]) if self.headers else []
+        if self.headers and not self.shadow:
+            # RateLimitMiddleware (if outside) merges it into one RateLimit/-Policy pair.
+            record_decision(request.scope, self.name, decision)
         if not decision.allowed and not self.shadow:
             raise RateLimited(self.name, decision, fields)
         if not self.shadow:
@@ -79,25 +83,59 @@ class RateLimit:
 def rate_limited(limiter: RateLimiter, limits: str | Limit | Sequence[Limit], *,
                  name: str = "route", key: KeyFunc | None = None,
                  cost: int = 1) -> Callable[[F], F]:
-    """Decorator form of :class:`RateLimit` for async endpoints (place it under ``@app.get``)."""
+    """Decorator form of :class:`RateLimit` for ``async def`` and ``def`` endpoints.
+
+    Place it *under* the route decorator (``@app.get(...)`` registers what it receives, so a
+    limit above it would never run): placed above, it raises ``TypeError`` at import.
+    """
     dependency = RateLimit(limiter, limits, name=name, key=key, cost=cost)
 
     def decorate(func: F) -> F:
+        _refuse_registered(func)
         signature = inspect.signature(func)
         extra = inspect.Parameter("_fleetkit_rate_limit", inspect.Parameter.KEYWORD_ONLY,
                                   default=Depends(dependency))
         params = list(signature.parameters.values())
         at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
         params.insert(at, extra)
+        wrapper: Callable[..., Any]
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, _fleetkit_rate_limit: Any = None,
+                                    **kwargs: Any) -> Any:
+                return await func(*args, **kwargs)
 
-        @functools.wraps(func)
-        async def wrapper(*args: Any, _fleetkit_rate_limit: Any = None, **kwargs: Any) -> Any:
-            return await func(*args, **kwargs)
+            wrapper = async_wrapper
+        else:
+            # A plain def stays one: FastAPI still runs it in its thread pool, and the limit
+            # (an async dependency) is checked on the event loop before.
+            @functools.wraps(func)
+            def sync_wrapper(*args: Any, _fleetkit_rate_limit: Any = None, **kwargs: Any) -> Any:
+                return func(*args, **kwargs)
 
-        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+            wrapper = sync_wrapper
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[union-attr]
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _refuse_registered(func: Callable[..., Any]) -> None:
+    """``TypeError`` when ``func`` is already the endpoint of a route (decorator order)."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Route
+
+    holders = gc.get_referrers(func)
+    # A route holds the function directly or through its instance __dict__.
+    candidates = [*holders, *(r for h in holders if isinstance(h, dict)
+                              for r in gc.get_referrers(h))]
+    for obj in candidates:
+        if isinstance(obj, APIRoute | Route) and getattr(obj, "endpoint", None) is func:
+            raise TypeError(
+                f"rate_limited(...) is above the route decorator of {func.__qualname__} "
+                f"({obj.path}): the route is already registered and would not be limited. "
+                "Put @rate_limited(...) under @app.get(...)/@router.post(...), or pass "
+                "dependencies=[Depends(RateLimit(...))] to the route decorator.")
 
 
 async def _handle(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 
 from fleetkit.types import Scope
 
-__all__ = ["KeyFunc", "api_key_key", "client_ip", "ip_key", "route_key", "user_key"]
+__all__ = ["KeyFunc", "api_key_key", "client_ip", "ip_key", "peer_is_trusted", "route_key",
+           "user_key"]
 
 KeyFunc = Callable[[Scope], "str | None"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,6 +41,13 @@ def _parse_ip(text: str) -> _Address | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def peer_is_trusted(scope: Scope, trusted: Iterable[_Network]) -> bool:
+    """True if the connection's peer (not a header) is in one of the ``trusted`` networks."""
+    client = scope.get("client")
+    peer = _parse_ip(client[0]) if client else None
+    return peer is not None and any(peer in net for net in trusted)
 
 
 def client_ip(scope: Scope, trusted: Iterable[_Network] = (), *,

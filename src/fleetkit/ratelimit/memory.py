@@ -1,29 +1,38 @@
-"""In-memory twin of the Lua algorithms: same arguments, same integer arithmetic, same reply.
+"""The in-memory rate limit backend: the Lua scripts' Python twin, in one process.
 
-Used for embedded mode (``redis=None``) and as the local fallback when Redis is down. State is a
-bounded LRU (``max_keys``) with the same TTLs the scripts set, so memory stays flat under key
-churn. Each function below mirrors its ``.lua`` file line for line; the property tests hold them
-(and a separate reference model) to identical replies.
+Used for embedded mode (``redis=None``) and as the limiter's local fallback while Redis is down.
+State is a bounded LRU (``max_keys``) with the same TTLs the scripts set, so memory stays flat
+under key churn. It takes and gives the scripts' binary argument and reply
+(:mod:`fleetkit.ratelimit.backend`), so the limiter runs one code path on both backends.
 """
 
 from __future__ import annotations
 
-import bisect
+import asyncio
+import struct
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ALGORITHMS", "MemoryBackend"]
+from fleetkit.deprecation import renamed
+from fleetkit.errors import ConfigError
+from fleetkit.ratelimit.algorithms import ALGORITHMS
+from fleetkit.ratelimit.backend import Algorithm
+from fleetkit.ratelimit.decision import pack_reply
+from fleetkit.ratelimit.limits import HEADER
 
-Reply = list[int]
+__all__ = ["ALGORITHMS", "MemoryRateLimitBackend", "MemoryStore"]
+
+_LIMIT = struct.Struct("<qq")
 
 
-class MemoryBackend:
+class MemoryStore:
     """Per-key state with expiry, least recently used keys evicted beyond ``max_keys``."""
 
     def __init__(self, *, max_keys: int = 100_000) -> None:
         if max_keys < 1:
-            raise ValueError("max_keys must be >= 1")
+            raise ConfigError("max_keys must be >= 1")
         self.max_keys = max_keys
         self._data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
 
@@ -56,119 +65,55 @@ class MemoryBackend:
     def clear(self) -> None:
         self._data.clear()
 
-    def evaluate(self, algorithm: str, keys: Sequence[str], args: Sequence[int],
-                 cost: int, dry: bool, now_us: int) -> Reply:
-        """Run ``algorithm`` like its script: ``args`` is ``window_ms, amount`` per key."""
-        return ALGORITHMS[algorithm](self, keys, args, cost, dry, now_us)
+
+class MemoryRateLimitBackend:
+    """:class:`~fleetkit.ratelimit.backend.RateLimitBackend` in this process's memory."""
+
+    name = "memory"
+    distributed = False
+
+    def __init__(self, *, algorithm: Algorithm = "sliding_window",
+                 max_keys: int = 100_000) -> None:
+        self.store = MemoryStore(max_keys=max_keys)
+        self._evaluate = ALGORITHMS[algorithm]
+        self._instances: dict[str, int] = {}  # heartbeat set: instance id -> expiry (ms)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def decide(self, keys: Sequence[str], arg: bytes) -> list[int]:
+        """One decision in the scripts' argument format; the reply as integers."""
+        cost, dry, now_us = HEADER.unpack_from(arg)
+        if now_us < 0:
+            now_us = time.time_ns() // 1000
+        args: list[int] = []
+        for offset in range(HEADER.size, len(arg), _LIMIT.size):
+            args += _LIMIT.unpack_from(arg, offset)
+        return self._evaluate(self.store, keys, args, cost, bool(dry), now_us)
+
+    def submit(self, keys: Sequence[str], arg: bytes, reply_size: int) -> asyncio.Future[bytes]:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future.set_result(pack_reply(self.decide(keys, arg)))
+        return future
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        self.store.delete(*keys)
+
+    async def announce(self, key: str, instance_id: str, ttl_ms: int, *, leave: bool) -> int:
+        now = time.time_ns() // 1_000_000  # as heartbeat.lua, one process: the set is local
+        if leave:
+            self._instances.pop(instance_id, None)
+        else:
+            self._instances[instance_id] = now + ttl_ms
+        self._instances = {i: t for i, t in self._instances.items() if t > now}
+        return len(self._instances)
+
+    def clear(self) -> None:
+        self.store.clear()
+
+    async def aclose(self) -> None:
+        self.store.clear()
 
 
-def sliding_window(db: MemoryBackend, keys: Sequence[str], args: Sequence[int], cost: int,
-                   dry: bool, now_us: int) -> Reply:
-    now = now_us // 1000
-    allowed = 1
-    st = []
-    for i, key in enumerate(keys):
-        w, amount = args[2 * i], args[2 * i + 1]
-        idx = now // w
-        e = now - idx * w
-        s = db.get(key, now_us)
-        curr = prev = 0
-        same = False
-        if s is not None:
-            if s[0] == idx:
-                curr, prev, same = s[1], s[2], True
-            elif s[0] == idx - 1:
-                prev = s[1]
-        room = amount * w - prev * (w - e) - curr * w
-        ok = room >= cost * w
-        if not ok:
-            allowed = 0
-        st.append((key, w, amount, idx, e, curr, prev, room, ok, same))
-    out = [allowed]
-    for key, w, amount, idx, e, curr, prev, room, ok, same in st:
-        if allowed and cost > 0 and not dry:
-            curr += cost
-            room -= cost * w
-            db.set(key, (idx, curr, prev), None if same else 2 * w, now_us)
-        remaining = room // w if room > 0 else 0
-        reset = 2 * w - e if curr > 0 else (w - e if prev > 0 else 0)
-        retry = -1
-        if not ok:
-            k = amount - cost - curr
-            if k >= 0:
-                retry = (w - e) - k * w // prev
-            elif amount - cost >= 0:
-                retry = (w - e) + w - (amount - cost) * w // curr
-            else:
-                retry = reset
-        out += (remaining, reset, retry)
-    return out
-
-
-def sliding_log(db: MemoryBackend, keys: Sequence[str], args: Sequence[int], cost: int,
-                dry: bool, now_us: int) -> Reply:
-    now = now_us // 1000
-    allowed = 1
-    st = []
-    for i, key in enumerate(keys):
-        w, amount = args[2 * i], args[2 * i + 1]
-        log: list[int] = db.get(key, now_us) or []
-        start = bisect.bisect_right(log, now - w)  # entries with t > now - w count
-        count = len(log) - start
-        ok = count + cost <= amount
-        if not ok:
-            allowed = 0
-        st.append((key, w, amount, log, start, count, ok))
-    out = [allowed]
-    for key, w, amount, log, start, count, ok in st:
-        wrote = bool(allowed and cost > 0 and not dry)
-        if wrote:
-            kept = log[start:]
-            at = bisect.bisect_right(kept, now)  # local clocks may step back: keep it sorted
-            kept[at:at] = [now] * cost
-            db.set(key, kept, w, now_us)
-            log, start = kept, 0
-            count += cost
-        reset = 0
-        if count > 0:
-            reset = w if wrote else log[-1] + w - now
-        retry = -1
-        if not ok:  # when the (count + cost - amount)-th oldest request leaves the window
-            retry = reset if cost > amount else log[start + count + cost - amount - 1] + w - now
-        out += (max(0, amount - count), reset, retry)
-    return out
-
-
-def gcra(db: MemoryBackend, keys: Sequence[str], args: Sequence[int], cost: int, dry: bool,
-         now_us: int) -> Reply:
-    now = now_us
-    allowed = 1
-    st = []
-    for i, key in enumerate(keys):
-        amount = args[2 * i + 1]
-        inc = max(1, args[2 * i] * 1000 // amount)
-        burst = amount * inc
-        tat = db.get(key, now_us)
-        if tat is None or tat < now:
-            tat = now
-        new_tat = tat + cost * inc
-        ok = new_tat - now <= burst
-        if not ok:
-            allowed = 0
-        st.append((key, inc, burst, tat, new_tat, ok))
-    out = [allowed]
-    for key, inc, burst, tat, new_tat, ok in st:
-        if allowed and cost > 0 and not dry:
-            tat = new_tat
-            db.set(key, tat, -(-(tat - now) // 1000), now_us)
-        retry = -(-(new_tat - now - burst) // 1000) if not ok else -1
-        out += ((burst - (tat - now)) // inc, -(-(tat - now) // 1000), retry)
-    return out
-
-
-ALGORITHMS: dict[str, Callable[[MemoryBackend, Sequence[str], Sequence[int], int, bool, int],
-                               Reply]] = {
-    "sliding_window": sliding_window,
-    "sliding_log": sliding_log,
-    "gcra": gcra,
-}
+__getattr__ = renamed(__name__, MemoryBackend=(MemoryStore, "MemoryStore (the backend is "
+                                                            "MemoryRateLimitBackend)"))

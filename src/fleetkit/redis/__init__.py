@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleetkit.redis.clients import ROLES, PingResult, RedisClients, Role
-from fleetkit.redis.coalescer import Coalescer
+from fleetkit.redis.coalescer import Coalescer, CoalescerConfig
 from fleetkit.redis.connect import AnyRedis, ClientOptions, create_client
 from fleetkit.redis.scripts import Script, wrap_redis_error
 from fleetkit.redis.stats import role_stats
@@ -13,6 +13,7 @@ __all__ = [
     "AnyRedis",
     "ClientOptions",
     "Coalescer",
+    "CoalescerConfig",
     "PingResult",
     "RedisClients",
     "Role",

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fleetkit.redis.coalescer import Coalescer
+from fleetkit.redis.coalescer import Coalescer, CoalescerConfig
 from fleetkit.redis.connect import AnyRedis, ClientOptions, create_client
 from fleetkit.redis.scripts import Script, wrap_redis_error
 from fleetkit.redis.stats import POOLS, pool_in_use, role_stats
@@ -44,7 +44,7 @@ class RedisClients:
         self._clients = {role: clients.get(role) for role in ROLES}
         #: The connection options the role clients were made with (reused for extra clients).
         self.options = options or ClientOptions()
-        self._coalescers: dict[int, Coalescer] = {}
+        self._coalescers: dict[tuple[int, CoalescerConfig], Coalescer] = {}
 
     @classmethod
     def from_urls(
@@ -101,14 +101,20 @@ class RedisClients:
     def get(self, role: Role) -> AnyRedis | None:
         return self._clients[role]
 
-    def coalescer(self, role: Role) -> Coalescer | None:
-        """The shared coalescer of ``role``'s client (one per client, made on first use)."""
+    def coalescer(self, role: Role, config: CoalescerConfig | None = None) -> Coalescer | None:
+        """The shared coalescer of ``role``'s client with ``config`` (default batching unless
+        given): one per client and config, made on first use, closed by :meth:`aclose`.
+
+        Roles that share a client share its coalescer only when they ask for the same config,
+        so a component tuned for small batches (the rate limiter) never inherits another's.
+        """
         client = self._clients[role]
         if client is None:
             return None
-        found = self._coalescers.get(id(client))
+        config = config or CoalescerConfig()
+        found = self._coalescers.get((id(client), config))
         if found is None:
-            found = self._coalescers[id(client)] = Coalescer(client)
+            found = self._coalescers[(id(client), config)] = config.build(client)
         return found
 
     async def ping(self, role: Role, *, timeout: float = 1.0) -> PingResult:

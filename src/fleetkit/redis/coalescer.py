@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Histogram
@@ -27,12 +28,32 @@ from fleetkit.errors import RedisCommandError
 from fleetkit.redis.scripts import EncodedArg, Script, wrap_redis_error
 from fleetkit.redis.stats import role_stats
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "CoalescerConfig"]
 
 BATCH_SIZE = Histogram(
     "fleetkit_redis_pipeline_commands", "Commands per coalesced pipeline.", ["role"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+
+@dataclass(frozen=True, slots=True)
+class CoalescerConfig:
+    """How a coalescer batches: at most ``max_batch`` commands a pipeline, ``max_inflight``
+    pipelines on the wire at once, and whether mergeable script calls are merged.
+
+    A component whose throughput depends on it names its config as a constant next to its
+    benchmark's subject (``RateLimiter.COALESCER``); its ``from_settings`` and its benchmark both
+    ask :meth:`RedisClients.coalescer <fleetkit.redis.RedisClients.coalescer>` for a coalescer of
+    that config, so the service runs what the benchmark measured.
+    """
+
+    max_batch: int = 512
+    max_inflight: int = 4
+    merge: bool = True
+
+    def build(self, client: Any) -> Coalescer:
+        return Coalescer(client, max_batch=self.max_batch, max_inflight=self.max_inflight,
+                         merge=self.merge)
+
 
 # (command, future, script, reply_size): reply_size >= 0 marks a mergeable call, whose
 # command is (keys, arg) until _send builds the EVALSHA.
@@ -55,6 +76,8 @@ class Coalescer:
         self.role: str = getattr(client, "fleetkit_role", "main")
         self._cluster = isinstance(client, RedisCluster)
         self._merge = merge and not self._cluster
+        #: The batching it was made with.
+        self.config = CoalescerConfig(max_batch, max_inflight, merge)
         self._max_batch = max_batch
         self._max_inflight = max_inflight
         self._queue: list[_Entry] = []

@@ -18,7 +18,7 @@ are not ``Secure``, so the ``__Host-`` prefix is removed from the cookie name as
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -27,10 +27,11 @@ from fleetkit.sessions.store import Session, SessionStore
 from fleetkit.sessions.tokens import MAX_TOKEN_LEN, parse_token
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
-if TYPE_CHECKING:  # starlette is an extra: the middleware itself is pure ASGI
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+__all__ = ["LAYERS_KEY", "SessionContext", "SessionMiddleware"]
 
-__all__ = ["SessionContext", "SessionMiddleware"]
+#: Scope key where fleetkit middleware note themselves on the lifespan scope, so that an inner
+#: middleware can check at start-up that what it needs runs before it (see RateLimitMiddleware).
+LAYERS_KEY = "fleetkit.layers"
 
 log = logging.getLogger("fleetkit.sessions")
 
@@ -72,12 +73,16 @@ class SessionContext:
         _publish(self.scope, self.session)
 
     async def login(self, user_id: str, *, data: dict[str, Any] | None = None,
-                    cookie: bool = True) -> Session:
-        """Create a session for ``user_id`` (the previous one of this request is revoked)."""
+                    cookie: bool = True, ip: str | None = None) -> Session:
+        """Create a session for ``user_id`` (the previous one of this request is revoked).
+
+        ``ip``: the client address to record (e.g. resolved through trusted proxies); by
+        default the peer address of the connection."""
         if self.session is not None:
             await self.store.revoke(self.session.token)
-        client = self.scope.get("client")
-        ip = client[0] if client else ""
+        if ip is None:
+            client = self.scope.get("client")
+            ip = client[0] if client else ""
         ua = ""
         for name, value in self.scope.get("headers", ()):
             if name == b"user-agent":
@@ -173,6 +178,8 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                scope.setdefault(LAYERS_KEY, []).append("sessions")
             await self.app(scope, receive, send)
             return
         token, source = self._token(scope)

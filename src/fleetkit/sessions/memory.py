@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fleetkit.deprecation import renamed
 from fleetkit.redis import Script
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemorySessionBackend"]
 
 Reply = Any
 
@@ -102,7 +103,7 @@ def _split(h: dict[str, str]) -> list[str]:
     return [x for kv in h.items() for x in kv]
 
 
-class MemoryBackend:
+class MemorySessionBackend:
     """Runs the session scripts against a process-local keyspace (same replies as Redis)."""
 
     def __init__(self) -> None:
@@ -115,6 +116,9 @@ class MemoryBackend:
 
     async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Reply:
         return self._ops[script.name]([_str(k) for k in keys], [_str(a) for a in args])
+
+    async def aclose(self) -> None:
+        """Nothing to release: the keyspace lives as long as the store."""
 
     def _create(self, keys: Sequence[str], argv: Sequence[str]) -> Reply:
         ks, now = self.ks, self.ks.now()
@@ -257,3 +261,7 @@ class MemoryBackend:
                 reply += [m, h["c"], ks.pttl(base + "s" + m), h.get("i", ""), h.get("a", "")]
         reply[0] = pruned
         return reply
+
+
+# Deprecated: the name was also the rate limiter's and the breaker's.
+__getattr__ = renamed(__name__, MemoryBackend=(MemorySessionBackend, "MemorySessionBackend"))

@@ -25,12 +25,13 @@ Deployment choices and their consistency on revoke:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from fleetkit.errors import ConfigError
+from fleetkit.redis import ClientOptions, create_client
 from fleetkit.sessions.metrics import FOREIGN
 
-__all__ = ["ForeignPolicy", "RegionRouter", "parse_region_urls"]
+__all__ = ["ForeignPolicy", "RegionRouter", "connect_regions", "parse_region_urls"]
 
 ForeignPolicy = Literal["route", "reject"]
 B = TypeVar("B")
@@ -45,6 +46,12 @@ def parse_region_urls(items: Iterable[str]) -> dict[str, str]:
             raise ConfigError(f"SESSION_REGIONS item {item!r} must look like 'eu-west=redis://h'")
         out[name.strip()] = url.strip()
     return out
+
+
+def connect_regions(items: Iterable[str], *, options: ClientOptions) -> dict[str, Any]:
+    """A session Redis client per ``name=url`` item (``SESSION_REGIONS``), closed by the caller."""
+    return {name: create_client(url, role=f"sessions-{name}", options=options)
+            for name, url in parse_region_urls(items).items()}
 
 
 class RegionRouter(Generic[B]):

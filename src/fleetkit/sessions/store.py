@@ -1,18 +1,16 @@
 """SessionStore: sessions in Redis (standalone, Sentinel or Cluster) or in memory.
 
-Layout (``{route}`` is the hash tag from the token, so one user's keys share one Cluster slot)::
+Layout (:mod:`fleetkit.keys`; ``{route}`` is the hash tag from the token, so one user's keys
+share one Cluster slot): ``<prefix>{<route>}s<sid>`` the session hash (``u`` user, ``c`` created
+ms, ``i`` ip, ``a`` user agent, ``.<name>`` per data item; TTL = idle, capped at the absolute
+deadline; last seen = now - idle + TTL, not stored: every byte is paid per session),
+``u<user>`` the per-user index zset (capped at max), ``r<sid>`` the new sid of a rotated
+session (grace period), ``t<sid>`` the tombstone of a revoked or evicted sid.
 
-    <prefix>{<route>}s<sid>     hash: u user, c created ms, i ip, a user agent, and ".<name>"
-                                per data item (JSON); TTL = idle, capped at the absolute
-                                deadline. Last seen = now - idle + TTL (not stored: every byte
-                                here is paid per session; see bench/sessions.py)
-    <prefix>{<route>}u<user>    zset: sid -> created ms (the per-user index, capped at max)
-    <prefix>{<route>}r<sid>     string: new sid of a rotated session (TTL = rotation grace)
-    <prefix>{<route>}t<sid>     string: tombstone of a revoked/evicted sid (TTL = tombstone_ttl)
-
-Every operation is one script (one round trip, atomic); the in-memory backend is a Python port of
-the same scripts. During a Redis outage ``get`` serves recently validated sessions from a small
-bounded local cache (stale-if-error) and the store reports ``warn`` in :meth:`SessionStore.health`.
+Every operation is one script (one round trip, atomic) run by a
+:class:`~fleetkit.sessions.backend.SessionBackend`: Redis, or the in-memory port of the same
+scripts. During a Redis outage ``get`` serves recently validated sessions from a small bounded
+local cache (:mod:`.stale`) and the store reports ``warn`` in :meth:`SessionStore.health`.
 """
 
 from __future__ import annotations
@@ -21,12 +19,9 @@ import builtins
 import logging
 import re
 import time
-from collections import OrderedDict
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
-
-import orjson
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from fleetkit.errors import BackendUnavailable, SessionLimitExceeded
 from fleetkit.health import ComponentStatus
@@ -36,11 +31,22 @@ from fleetkit.keys import SESSION_ROTATED as _R
 from fleetkit.keys import SESSION_TOMBSTONE as _T
 from fleetkit.keys import SESSIONS_PREFIX, session_base
 from fleetkit.observability.metrics import LabelCache
-from fleetkit.redis import Coalescer, Script
+from fleetkit.redis import Coalescer, CoalescerConfig, Script
 from fleetkit.sessions import metrics as m
-from fleetkit.sessions.memory import MemoryBackend
-from fleetkit.sessions.regions import ForeignPolicy, RegionRouter
+from fleetkit.sessions import redis as lua
+from fleetkit.sessions.backend import SessionBackend
+from fleetkit.sessions.memory import MemorySessionBackend
+from fleetkit.sessions.regions import ForeignPolicy, RegionRouter, connect_regions
+from fleetkit.sessions.session import Session, SessionInfo
+from fleetkit.sessions.session import decode_data as _data
+from fleetkit.sessions.session import encode_data as _encode
+from fleetkit.sessions.session import text as _s
+from fleetkit.sessions.stale import StaleCache
 from fleetkit.sessions.tokens import ParsedToken, make_route, new_token, parse_token
+
+if TYPE_CHECKING:
+    from fleetkit.config import Settings
+    from fleetkit.redis import RedisClients
 
 __all__ = ["OnLimit", "Session", "SessionInfo", "SessionStore"]
 
@@ -48,98 +54,11 @@ log = logging.getLogger("fleetkit.sessions")
 
 OnLimit = Literal["evict_oldest", "refuse"]
 
-_PKG = "fleetkit.sessions"
-CREATE = Script.from_package(_PKG, "create.lua")
-GET = Script.from_package(_PKG, "get.lua")
-UPDATE = Script.from_package(_PKG, "update.lua")
-ROTATE = Script.from_package(_PKG, "rotate.lua")
-REVOKE = Script.from_package(_PKG, "revoke.lua")
-REVOKE_ALL = Script.from_package(_PKG, "revoke_all.lua")
-LIST = Script.from_package(_PKG, "list.lua")
-
 _MAX_UA = 256
 _MAX_IP = 64
 
 
-@dataclass(slots=True)
-class Session:
-    """A live session. ``token`` is the secret the client holds; ``id`` is safe to log."""
-
-    token: str
-    id: str
-    user_id: str
-    data: dict[str, Any]
-    created: float
-    last_seen: float
-    ip: str
-    user_agent: str
-    region: str
-    #: Served from the local cache while Redis was unreachable.
-    stale: bool = False
-    #: Reached through the old token of a rotated session, within the grace period.
-    grace: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """One entry of :meth:`SessionStore.list` (no token: ``id`` is the stored hash)."""
-
-    id: str
-    created: float
-    last_seen: float
-    ip: str
-    user_agent: str
-
-
-class Backend(Protocol):
-    async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any: ...
-
-
-class RedisBackend:
-    """Runs scripts on a Redis/RedisCluster client, through the role coalescer when given."""
-
-    def __init__(self, client: Any, coalescer: Coalescer | None = None) -> None:
-        self.client = client
-        # Always coalesce: concurrent operations share a few connections and round trips
-        # instead of opening one connection each (a login burst would otherwise open dozens).
-        self.coalescer = coalescer or Coalescer(client)
-
-    async def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        return await self.coalescer.run(script, keys, args)
-
-
-@dataclass(slots=True)
-class _Cached:
-    session: Session
-    validated: float  # monotonic
-    seen_wall: float
-
-
 _SID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _encode(data: Mapping[str, Any]) -> list[str | bytes]:
-    out: list[str | bytes] = []
-    for name, value in data.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"session data key {name!r} must be a non-empty str")
-        out += ["." + name, orjson.dumps(value)]
-    return out
-
-
-def _data(h: Mapping[str, str]) -> dict[str, Any]:
-    return {k[1:]: _decode(v) for k, v in h.items() if k.startswith(".")}
-
-
-def _decode(value: str) -> Any:
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value
 
 
 class SessionStore:
@@ -147,7 +66,11 @@ class SessionStore:
 
     ``redis=None`` selects the in-memory backend (embedded mode). ``regions`` maps other regions'
     names to their session Redis clients (see :mod:`fleetkit.sessions.regions`).
+    :meth:`from_settings` builds it as the reference service runs it.
     """
+
+    #: The coalescer batching the store is benchmarked with (bench/sessions.py): the default.
+    COALESCER: ClassVar[CoalescerConfig] = lua.COALESCER
 
     def __init__(
         self, *, redis: Any = None, idle_ttl: float = 1800, absolute_ttl: float = 86_400,
@@ -180,20 +103,60 @@ class SessionStore:
         self.region = region
         self.name = name
         self.embedded = redis is None
-        local: Backend = MemoryBackend() if redis is None else RedisBackend(redis, coalescer)
-        foreign = {r: RedisBackend(c) for r, c in (regions or {}).items()}
-        self.router: RegionRouter[Backend] = RegionRouter(region, local, foreign,
-                                                          foreign=foreign_tokens)
+        local: SessionBackend = (MemorySessionBackend() if redis is None
+                                 else lua.RedisSessionBackend(redis, coalescer))
+        foreign: dict[str, SessionBackend] = {r: lua.RedisSessionBackend(c)
+                                               for r, c in (regions or {}).items()}
+        self.router: RegionRouter[SessionBackend] = RegionRouter(region, local, foreign,
+                                                                 foreign=foreign_tokens)
         self._routing_key = routing_key
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._cache_size = stale_cache_size
+        self._cache = StaleCache(size=stale_cache_size, max_age=stale_max_age,
+                                 idle_ms=self.idle_ms, abs_ms=self.abs_ms,
+                                 gauge=m.CACHE_ENTRIES.labels(self.name))
         self._ops = LabelCache(m.OPERATIONS)
-        self._entries = m.CACHE_ENTRIES.labels(self.name)
-        self._stale_max_age = stale_max_age
         self._down_since: float | None = None
         self._last_error: str | None = None
+        self._owned_clients: builtins.list[Any] = []
 
-    # --- keys ---------------------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Settings, *, redis_clients: RedisClients,
+                      **overrides: Any) -> SessionStore:
+        """From ``SESSION_*`` settings on the ``sessions`` role client (``None``: memory),
+        through its shared coalescer with :attr:`COALESCER` batching. Other regions' clients
+        (``SESSION_REGIONS``) are created here and closed by :meth:`aclose`, unless ``regions``
+        is given; ``overrides`` are constructor keywords."""
+        owned: builtins.list[Any] = []
+        if "regions" not in overrides:
+            overrides["regions"] = connect_regions(settings.session_regions,
+                                                   options=redis_clients.options)
+            owned = builtins.list(overrides["regions"].values())
+        options: dict[str, Any] = dict(
+            redis=redis_clients.sessions,
+            coalescer=redis_clients.coalescer("sessions", cls.COALESCER),
+            idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl,
+            max_per_user=settings.session_max_per_user, on_limit=settings.session_on_limit,
+            region=settings.region, foreign_tokens=settings.session_foreign_tokens,
+        )
+        options.update(overrides)
+        store = cls(**options)
+        store._owned_clients = owned
+        return store
+
+    async def aclose(self) -> None:
+        """Close the coalescers the store made and the region clients :meth:`from_settings`
+        created (the clients passed in stay open: their owner closes them)."""
+        for backend in [self.router.local, *self.router.regions.values()]:
+            await backend.aclose()
+        for client in self._owned_clients:
+            await client.aclose()
+        self._owned_clients = []
+
+    async def __aenter__(self) -> SessionStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def _base(self, route: str) -> str:
         return session_base(self.prefix, route)
 
@@ -201,7 +164,7 @@ class SessionStore:
         return f"{self._base(make_route(user_id, self._routing_key))}u{user_id}"
 
     # --- backend calls with outage accounting ---------------------------------------------------
-    async def _run(self, op: str, backend: Backend, script: Script, keys: Sequence[Any],
+    async def _run(self, op: str, backend: SessionBackend, script: Script, keys: Sequence[Any],
                    args: Sequence[Any]) -> Any:
         try:
             reply = await backend.run(script, keys, args)
@@ -220,7 +183,7 @@ class SessionStore:
             m.DEGRADED.labels(self.name).set(0)
         return reply
 
-    def _resolve(self, token: str) -> tuple[ParsedToken, Backend] | None:
+    def _resolve(self, token: str) -> tuple[ParsedToken, SessionBackend] | None:
         parsed = parse_token(token)
         if parsed is None:
             return None
@@ -239,7 +202,7 @@ class SessionStore:
         policy = "refuse" if self.on_limit == "refuse" else "evict"
         values = dict(data or {})
         reply = await self._run(
-            "create", self.router.local, CREATE, [base + _S + sid, base + _U + user_id],
+            "create", self.router.local, lua.CREATE, [base + _S + sid, base + _U + user_id],
             [base, sid, user_id, self.idle_ms, self.abs_ms, self.max_per_user, policy,
              self.tomb_ms, ip[:_MAX_IP], user_agent[:_MAX_UA], *_encode(values)],
         )
@@ -254,8 +217,8 @@ class SessionStore:
             m.EVICTED.inc(evicted)
         m.OPERATIONS.labels("create", "ok").inc()
         session = Session(tok.token, sid, user_id, values, now / 1000, now / 1000, ip[:_MAX_IP],
-                          user_agent[:_MAX_UA], self.region)
-        self._remember(session)
+                          user_agent[:_MAX_UA], self.region, evicted=evicted)
+        self._cache.remember(session)
         return session
 
     async def get(self, token: str) -> Session | None:
@@ -269,10 +232,10 @@ class SessionStore:
         parsed, backend = found
         base, sid = self._base(parsed.route), parsed.sid
         try:
-            reply = await self._run("get", backend, GET, [base + _S + sid, base + _R + sid],
+            reply = await self._run("get", backend, lua.GET, [base + _S + sid, base + _R + sid],
                                     [base, sid, self.idle_ms, self.abs_ms, self.touch_ms])
         except BackendUnavailable:
-            stale = self._stale(sid, token)
+            stale = self._cache.stale(sid, token)
             if stale is None:
                 raise
             m.STALE_SERVED.inc()
@@ -280,7 +243,7 @@ class SessionStore:
             return stale
         status = int(reply[0])
         if status <= 0:
-            self._forget(sid)
+            self._cache.forget(sid)
             m.OPERATIONS.labels("get", "expired" if status < 0 else "miss").inc()
             return None
         fields = [_s(x) for x in reply[4:]]
@@ -292,7 +255,7 @@ class SessionStore:
             h.get("a", ""), parsed.region, grace=status == 2,
         )
         self._ops("get", "grace" if status == 2 else "hit").inc()
-        self._remember(session, key=sid)
+        self._cache.remember(session, key=sid)
         return session
 
     async def update(self, token: str, values: Mapping[str, Any] | None = None, *,
@@ -309,13 +272,13 @@ class SessionStore:
         if not pairs and not removed:
             return True
         reply = int(await self._run(
-            "update", backend, UPDATE, [base + _S + sid, base + _R + sid, base + _T + sid],
+            "update", backend, lua.UPDATE, [base + _S + sid, base + _R + sid, base + _T + sid],
             [base, self.abs_ms, len(pairs) // 2, *pairs, *removed],
         ))
         outcome = {1: "ok", 0: "miss", -1: "revoked"}[reply]
         m.OPERATIONS.labels("update", outcome).inc()
         if reply != 1:
-            self._forget(sid)
+            self._cache.forget(sid)
         return reply == 1
 
     async def rotate(self, token: str, *, data: Mapping[str, Any] | None = None
@@ -330,11 +293,11 @@ class SessionStore:
         tok = new_token(parsed.region, parsed.route)
         pairs = _encode(dict(data or {}))
         reply = await self._run(
-            "rotate", backend, ROTATE, [base + _S + old, base + _R + old, base + _S + tok.sid],
+            "rotate", backend, lua.ROTATE, [base + _S + old, base + _R + old, base + _S + tok.sid],
             [base, old, tok.sid, self.idle_ms, self.abs_ms, self.grace_ms, len(pairs) // 2,
              *pairs],
         )
-        self._forget(old)
+        self._cache.forget(old)
         if int(reply[0]) != 1:
             m.OPERATIONS.labels("rotate", "miss").inc()
             return None
@@ -344,7 +307,7 @@ class SessionStore:
             tok.token, tok.sid, h["u"], _data(h), int(h["c"]) / 1000, int(reply[1]) / 1000,
             h.get("i", ""), h.get("a", ""), parsed.region,
         )
-        self._remember(session)
+        self._cache.remember(session)
         return session
 
     async def revoke(self, token: str) -> bool:
@@ -354,15 +317,15 @@ class SessionStore:
             return False
         parsed, backend = found
         base, sid = self._base(parsed.route), parsed.sid
-        self._forget(sid)
-        reply = int(await self._run("revoke", backend, REVOKE,
+        self._cache.forget(sid)
+        reply = int(await self._run("revoke", backend, lua.REVOKE,
                                     [base + _S + sid, base + _R + sid],
                                     [base, sid, self.tomb_ms]))
         m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
         return reply == 1
 
     async def revoke_id(self, user_id: str, session_id: str) -> bool:
-        """Revoke one of ``user_id``'s sessions by the ``id`` that :meth:`list` shows.
+        """Revoke one of ``user_id``'s sessions by the ``id`` that :meth:`list_sessions` shows.
 
         The keys are derived from ``user_id`` (its Cluster slot), so only that user's sessions
         can be reached; ids are unguessable hashes that only their owner is shown.
@@ -370,8 +333,8 @@ class SessionStore:
         if not _SID.fullmatch(session_id):
             return False
         base = self._base(make_route(user_id, self._routing_key))
-        self._forget(session_id)
-        reply = int(await self._run("revoke", self.router.local, REVOKE,
+        self._cache.forget(session_id)
+        reply = int(await self._run("revoke", self.router.local, lua.REVOKE,
                                     [base + _S + session_id, base + _R + session_id],
                                     [base, session_id, self.tomb_ms]))
         m.OPERATIONS.labels("revoke", "ok" if reply else "miss").inc()
@@ -380,17 +343,16 @@ class SessionStore:
     async def revoke_all(self, user_id: str) -> int:
         """Revoke every session of ``user_id`` in this region; returns how many were live."""
         base = self._base(make_route(user_id, self._routing_key))
-        for sid in [k for k, c in self._cache.items() if c.session.user_id == user_id]:
-            self._forget(sid)
-        n = int(await self._run("revoke_all", self.router.local, REVOKE_ALL,
+        self._cache.forget_user(user_id)
+        n = int(await self._run("revoke_all", self.router.local, lua.REVOKE_ALL,
                                 [base + _U + user_id], [base, self.tomb_ms]))
         m.OPERATIONS.labels("revoke_all", "ok").inc()
         return n
 
-    async def list(self, user_id: str) -> builtins.list[SessionInfo]:
+    async def list_sessions(self, user_id: str) -> builtins.list[SessionInfo]:
         """The user's live sessions, oldest first, with created/last seen/ip/user agent."""
         base = self._base(make_route(user_id, self._routing_key))
-        reply = await self._run("list", self.router.local, LIST, [base + _U + user_id], [base])
+        reply = await self._run("list", self.router.local, lua.LIST, [base + _U + user_id], [base])
         if int(reply[0]):
             m.PRUNED.labels("script").inc(int(reply[0]))
         now = int(reply[1])
@@ -402,46 +364,16 @@ class SessionStore:
         m.OPERATIONS.labels("list", "ok").inc()
         return out
 
+    async def list(self, user_id: str) -> builtins.list[SessionInfo]:
+        """Deprecated alias of :meth:`list_sessions` (it shadowed the builtin)."""
+        warnings.warn("SessionStore.list() is deprecated; use list_sessions()",
+                      DeprecationWarning, stacklevel=2)
+        return await self.list_sessions(user_id)
+
     def _last_seen(self, created_ms: int, now_ms: int, ttl_ms: int) -> float:
         """Last touch = now - idle + remaining TTL (the TTL restarts at each touch); near the
         absolute deadline the TTL is capped, so this is a lower bound, never before creation."""
         return max(created_ms, min(now_ms, now_ms - self.idle_ms + ttl_ms)) / 1000
-
-    # --- stale-if-error cache ---------------------------------------------------------------
-    def _remember(self, session: Session, *, key: str | None = None) -> None:
-        if self._cache_size <= 0:
-            return
-        sid = key or session.id
-        # A copy without the secret (the constructor: dataclasses.replace is several times
-        # slower, and this runs on every read).
-        s = session
-        stored = Session("", s.id, s.user_id, dict(s.data), s.created, s.last_seen, s.ip,
-                         s.user_agent, s.region)
-        size = len(self._cache)
-        self._cache[sid] = _Cached(stored, time.monotonic(), time.time())
-        self._cache.move_to_end(sid)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        if len(self._cache) != size:
-            self._entries.set(len(self._cache))
-
-    def _forget(self, sid: str) -> None:
-        if self._cache.pop(sid, None) is not None:
-            self._entries.set(len(self._cache))
-
-    def _stale(self, sid: str, token: str) -> Session | None:
-        cached = self._cache.get(sid)
-        if cached is None:
-            return None
-        now = time.time()
-        s = cached.session
-        fresh = time.monotonic() - cached.validated <= self._stale_max_age
-        alive = (now < s.created + self.abs_ms / 1000
-                 and now < cached.seen_wall + self.idle_ms / 1000)
-        if not (fresh and alive):
-            self._forget(sid)
-            return None
-        return replace(s, token=token, data=dict(s.data), stale=True)
 
     # --- health ---------------------------------------------------------------------------------
     @property

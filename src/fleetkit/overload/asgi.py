@@ -1,0 +1,121 @@
+"""``OverloadMiddleware``: admission control as the outermost pure ASGI layer.
+
+It must be outermost: a refusal is only cheap if nothing ran before it (no request id, no
+metrics, no session lookup, no Redis, no database). The refusal itself is two ``send`` calls
+of preallocated bytes: ``503`` ``application/problem+json`` with a jittered ``Retry-After``.
+Never-shed requests (probes, ``/metrics``) pass straight through, uncounted, and queue behind
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import orjson
+
+from fleetkit.overload import metrics
+from fleetkit.overload.admission import ADMITTED, REFUSED, AdmissionController, Priority
+from fleetkit.overload.classify import RouteClassifier
+from fleetkit.overload.sampler import LoopLagSampler
+from fleetkit.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["PROBLEM_TYPE", "OverloadMiddleware", "refusal_body"]
+
+PROBLEM_TYPE = "overloaded"
+
+
+def refusal_body() -> bytes:
+    """The RFC 9457 body of every refusal (the same bytes each time: nothing to build)."""
+    return orjson.dumps({
+        "type": PROBLEM_TYPE, "title": "Service Unavailable", "status": 503,
+        "detail": "this instance is overloaded; retry after the time given in Retry-After "
+                  "(another instance may answer sooner)",
+    })
+
+
+def _resolver(future: asyncio.Future[str | None]) -> Callable[[str | None], None]:
+    def resolve(reason: str | None) -> None:
+        if not future.done():
+            future.set_result(reason)
+    return resolve
+
+
+class OverloadMiddleware:
+    """Admit, queue or refuse each HTTP request by its class (see :mod:`.admission`).
+
+    ``classifier``: request → :class:`Priority` (default: :class:`RouteClassifier` with the
+    reference service's routes). ``retry_after``: refusals carry ``Retry-After`` drawn
+    uniformly from 1..``retry_after`` seconds, so refused clients do not return in lockstep.
+    ``sampler``: the loop-lag sampler; started on the first request if nobody started it.
+    """
+
+    def __init__(self, app: ASGIApp, *, controller: AdmissionController,
+                 classifier: Callable[[Scope], Priority] | None = None,
+                 sampler: LoopLagSampler | None = None, retry_after: int = 3) -> None:
+        if retry_after < 1:
+            raise ValueError("retry_after must be >= 1")
+        self.app = app
+        self.controller = controller
+        self.classifier = classifier or RouteClassifier()
+        self.sampler = sampler or LoopLagSampler(controller)
+        body = refusal_body()
+        base = [(b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]
+        # One prebuilt message per Retry-After value: a refusal allocates nothing but dicts.
+        self._starts = [[*base, (b"retry-after", str(s).encode())]
+                        for s in range(1, retry_after + 1)]
+        self._body = body
+        self._random = random.Random().random
+        # Counter children resolved once: .labels() costs as much as the rest of a refusal.
+        self._refused = {(p, reason): metrics.REFUSED.labels(p.label, reason)
+                         for p in Priority for reason in ("limit", "queue_timeout", "evicted")}
+        if controller.on_window is None:
+            controller.on_window = metrics.publish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        priority = self.classifier(scope)
+        if priority is Priority.NEVER:
+            await self.app(scope, receive, send)
+            return
+        controller = self.controller
+        if not self.sampler.running:
+            self.sampler.start()
+        verdict = controller.try_admit(priority)
+        if verdict != ADMITTED:
+            if verdict == REFUSED:
+                await self._refuse(send, priority, "limit")
+                return
+            reason = await self._wait(priority)
+            if reason is not None:
+                await self._refuse(send, priority, reason)
+                return
+        started = controller.clock()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            controller.release(started)
+
+    async def _wait(self, priority: Priority) -> str | None:
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        waiter = _resolver(future)
+        self.controller.enqueue(priority, waiter)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The server cancelled the request (client gone): give the slot or place back.
+            if not self.controller.discard(waiter) and future.done() and not future.cancelled() \
+                    and future.result() is None:
+                self.controller.release(self.controller.clock())
+            raise
+
+    async def _refuse(self, send: Send, priority: Priority, reason: str) -> None:
+        self._refused[priority, reason].inc()
+        starts = self._starts
+        headers = starts[int(self._random() * len(starts))]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self._body})
