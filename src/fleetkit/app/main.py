@@ -2,8 +2,9 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
-      → protocol guard (header limits, security headers, the 500)
+    close-while-draining (Connection: close on every answer after SIGTERM)
+      → overload (admission control; probes and /metrics pass uncounted) → RequestId
+      → HTTP metrics → protocol guard (header limits, security headers, the 500)
       → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
 
@@ -33,7 +34,7 @@ from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
 from fleetkit.fastapi import document_problems
 from fleetkit.health.asgi import HealthMiddleware
-from fleetkit.health.shutdown import drain_on_signal
+from fleetkit.health.shutdown import CloseWhileDraining, drain_on_signal
 from fleetkit.observability import (
     HTTPMetricsMiddleware,
     MetricsApp,
@@ -133,6 +134,8 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
                            classifier=RouteClassifier.from_settings(settings),
                            sampler=services.overload_sampler,
                            retry_after=settings.overload_retry_after)
+    # Outermost: while draining, every answer (of any layer) closes its connection.
+    app.add_middleware(CloseWhileDraining, registry=services.health)
     return app
 
 
