@@ -8,25 +8,20 @@ reads go to the primary.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import EmulatedDBAPIException, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from fleetkit.config import redact_url
 from fleetkit.db import health, metrics
 from fleetkit.db.compiled import StatementCache
 from fleetkit.db.engines import (
     PoolStats,
-    discard_connections,
     is_connection_error,
     is_pool_timeout,
     is_read_only_error,
@@ -34,9 +29,12 @@ from fleetkit.db.engines import (
     sqlstate_of,
 )
 from fleetkit.db.lsn import parse_lsn
-from fleetkit.db.replicas import Node, ReplicaMonitor, least_busy
+from fleetkit.db.reads import DRIVER_ERRORS as _DRIVER_ERRORS
+from fleetkit.db.reads import ReadPath
+from fleetkit.db.reads import close_quietly as _close_quietly
+from fleetkit.db.replicas import Node, ReplicaMonitor
 from fleetkit.db.urls import is_sqlite, normalize_url, server_name
-from fleetkit.errors import ConfigError, DatabaseError, DatabaseUnavailable, NoHealthyDatabase
+from fleetkit.errors import ConfigError, DatabaseUnavailable, NoHealthyDatabase
 from fleetkit.health import ComponentStatus
 
 if TYPE_CHECKING:
@@ -46,32 +44,13 @@ __all__ = ["Database"]
 
 log = logging.getLogger("fleetkit.db")
 T = TypeVar("T")
-
-# EmulatedDBAPIException: what AsyncEngine.raw_connection() (fetch_all's path) raises when a
-# new connection is refused, e.g. 57P03 "the database system is shutting down": not wrapped in
-# a SQLAlchemyError there, so it must be listed or it escapes as a 500.
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError, EmulatedDBAPIException, OSError, TimeoutError, asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
-_REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 # The insert position, not pg_current_wal_lsn() (the write position): with
 # synchronous_commit=off a commit returns before its record is written, so only the insert
 # position is guaranteed to be past it.
 _CURRENT_SQL = text("SELECT pg_current_wal_insert_lsn()::text")
 
 
-async def _close_quietly(conn: Any) -> None:
-    """Return a connection to its pool: an ``AsyncConnection``, or a pooled driver connection
-    from ``AsyncEngine.raw_connection()`` (whose sync ``close`` must run in a greenlet)."""
-    with contextlib.suppress(Exception):
-        if isinstance(conn, AsyncConnection):
-            await conn.close()
-        else:
-            await greenlet_spawn(conn.close)
-
-
-class Database:
+class Database(ReadPath):
     """Routes reads to replicas and writes to the primary over SQLAlchemy async engines.
 
     ``write_url``/``read_urls`` accept ``postgresql://`` or ``postgresql+asyncpg://``; a
@@ -255,90 +234,6 @@ class Database:
         rows = await self.fetch_all(statement, params, lsn=lsn)
         return rows[0] if rows else None
 
-    def _pick(self, token: int | None, tried: set[int]) -> Node | None:
-        node, self._next = least_busy(self.replicas, self._next, token, tried)
-        return node
-
-    @asynccontextmanager
-    async def _reading(self, lsn: str | None, *, raw: bool) -> AsyncIterator[tuple[Any, Node]]:
-        """A read connection and its node, counted in ``node.outstanding`` until returned."""
-        conn, node = await self._acquire_read(lsn, raw=raw)
-        with node.busy():
-            try:
-                yield conn, node
-            finally:
-                await _close_quietly(conn)
-
-    async def _acquire_read(self, lsn: str | None, *, raw: bool = False) -> tuple[Any, Node]:
-        """A read connection and its node: an ``AsyncConnection``, or with ``raw`` the pooled
-        driver connection (``AsyncEngine.raw_connection()``; release with _close_quietly)."""
-        if self.replicas and not self._closed and not self.monitor.running:
-            self.monitor.start()
-        token = parse_lsn(lsn) if lsn and not self.embedded else None
-        tried: set[int] = set()
-        reason = "no_replicas" if not self.replicas else "no_healthy_replica"
-        while (node := self._pick(token, tried)) is not None:
-            tried.add(id(node))
-            with node.busy():  # counted while connecting too: concurrent picks see it
-                try:
-                    conn: Any = await (node.engine.raw_connection() if raw
-                                       else node.engine.connect())
-                except _DRIVER_ERRORS as exc:
-                    if is_pool_timeout(exc):
-                        metrics.ACQUIRE_TIMEOUTS.labels(self.name, node.name).inc()
-                    elif is_connection_error(exc):
-                        await self._fail_replica(node, exc)
-                        reason = "failover"
-                    else:
-                        raise self._wrap(exc, f"read on replica {node.name}") from exc
-                    continue
-                if token is not None and (node.replay_lsn or 0) < token:
-                    try:
-                        # Straight on the driver: outside a transaction, one round trip.
-                        pooled = conn if raw else await conn.get_raw_connection()
-                        value = await pooled.driver_connection.fetchval(_REPLAY_SQL)
-                    except _DRIVER_ERRORS as exc:
-                        await _close_quietly(conn)
-                        if not is_connection_error(exc):
-                            raise self._wrap(exc, f"read on replica {node.name}") from exc
-                        await self._fail_replica(node, exc)
-                        reason = "failover"
-                        continue
-                    node.note_replay(parse_lsn(value) if value else None)
-                    if (node.replay_lsn or 0) < token:
-                        await _close_quietly(conn)
-                        reason = "read_your_writes" if reason != "failover" else reason
-                        continue
-            (self._replica_reads if token is None else self._replica_ryw_reads).inc()
-            return conn, node
-        primary = self.primary
-        with primary.busy():
-            try:
-                conn = await (primary.engine.raw_connection() if raw
-                              else primary.engine.connect())
-            except _DRIVER_ERRORS as exc:
-                if is_pool_timeout(exc):
-                    metrics.ACQUIRE_TIMEOUTS.labels(self.name, "write").inc()
-                    raise self._wrap(exc, "read on primary") from exc
-                raise NoHealthyDatabase(
-                    f"no replica and not the primary can serve the read: "
-                    f"{type(exc).__name__}: {exc}") from exc
-        metrics.READS.labels(self.name, "primary", reason).inc()
-        return conn, primary
-
-    async def _fail_replica(self, node: Node, exc: BaseException) -> None:
-        """Take a replica out at once and drop its (dead) pooled connections."""
-        if node.set_state(False, f"connection failed: {type(exc).__name__}: {exc}"):
-            node.failovers += 1
-            metrics.FAILOVERS.labels(self.name, node.name).inc()
-            await self.discard_connections(node)
-
-    async def discard_connections(self, node: Node) -> None:
-        """Never hand out a connection of ``node`` made before now (after a failure: they may
-        be dead, or reach a server that is no longer what ``node`` means). Not a graceful
-        shutdown: idle ones are replaced at their next checkout, busy ones once returned."""
-        discard_connections(node.engine)
-
     async def drain(self, node: Node) -> None:
         """Deprecated alias of :meth:`discard_connections` (it never drained gracefully)."""
         warnings.warn("Database.drain() is deprecated: use discard_connections()",
@@ -373,7 +268,7 @@ class Database:
                 await _close_quietly(conn)
 
     async def primary_read_only(self, reason: str) -> None:
-        """The primary was demoted: mark it and drain its pool so new connections are made
+        """The primary was demoted: mark it and discard its connections so new ones are made
         (through DNS, a VIP or PgBouncer they reach whichever server is primary now)."""
         node = self.primary
         if node.healthy or node.reason != reason:
@@ -438,13 +333,6 @@ class Database:
         return health.health_checks(self.primary, self.replicas)
 
     # ------------------------------------------------------------------ errors
-
-    def _wrap(self, exc: BaseException, what: str) -> DatabaseError:
-        if is_pool_timeout(exc):
-            return DatabaseUnavailable(f"{what}: no pooled connection within {self.pool_timeout}s")
-        if is_connection_error(exc):
-            return DatabaseUnavailable(f"{what}: {type(exc).__name__}: {exc}")
-        return DatabaseError(f"{what}: {type(exc).__name__}: {exc}")
 
     def __repr__(self) -> str:
         return (f"Database({redact_url(self.primary.url.render_as_string(False))!r}, "
