@@ -39,7 +39,13 @@ from fleetkit.db.engines import (
 from fleetkit.db.lsn import parse_lsn
 from fleetkit.db.replicas import Node, ReplicaMonitor
 from fleetkit.db.urls import is_sqlite, normalize_url, server_name
-from fleetkit.errors import ConfigError, DatabaseError, DatabaseUnavailable, NoHealthyDatabase
+from fleetkit.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    NoHealthyDatabase,
+    UsageError,
+)
 from fleetkit.health import ComponentStatus
 
 if TYPE_CHECKING:
@@ -278,8 +284,8 @@ class Database:
         entry = self._compiled.get(statement)
         if entry is None:
             if not isinstance(statement, Executable):
-                raise TypeError(f"fetch_all() takes a SQLAlchemy Core statement, not "
-                                f"{type(statement).__name__}")
+                raise UsageError(f"fetch_all() takes a SQLAlchemy Core statement, not "
+                                 f"{type(statement).__name__}")
             compiled = cast(Any, statement).compile(dialect=_PG_DIALECT)
             entry = self._compiled[statement] = (compiled.string, compiled)
             if len(self._compiled) > _COMPILED_MAX:  # statements built per call: stay bounded
