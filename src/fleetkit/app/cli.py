@@ -26,9 +26,12 @@ def register(sub: Any) -> dict[str, Any]:
 
 
 def _admin(args: argparse.Namespace, settings: Settings) -> int:
-    email = args.email.strip().lower()
-    if "@" not in email or len(email) > 320:
-        print(f"fleetkit admin: {args.email!r} is not an email address", file=sys.stderr)
+    from fleetkit.app.auth import normalise_email
+
+    try:
+        email = normalise_email(args.email)  # the same address the login route will look up
+    except ValueError as exc:
+        print(f"fleetkit admin: {args.email!r}: {exc}", file=sys.stderr)
         return 2
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")

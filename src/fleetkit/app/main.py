@@ -2,8 +2,9 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
-      → protocol guard (header limits, security headers, the 500)
+    close-while-draining (Connection: close on every answer after SIGTERM)
+      → overload (admission control; probes and /metrics pass uncounted) → RequestId
+      → HTTP metrics → protocol guard (header limits, security headers, the 500)
       → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
 
@@ -25,6 +26,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from fleetkit.app.admin import router as admin_router
+from fleetkit.app.auth import router as auth_router
 from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
 from fleetkit.app.routes import router
@@ -32,7 +34,7 @@ from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
 from fleetkit.fastapi import document_problems
 from fleetkit.health.asgi import HealthMiddleware
-from fleetkit.health.shutdown import drain_on_signal
+from fleetkit.health.shutdown import CloseWhileDraining, drain_on_signal
 from fleetkit.observability import (
     HTTPMetricsMiddleware,
     MetricsApp,
@@ -100,6 +102,7 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.state.services = services
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(auth_router)
     app.include_router(admin_router)
     install_problem_handlers(app)
     document_problems(app)  # 401/403 on protected routes, 429/503 everywhere, in OpenAPI
@@ -131,6 +134,8 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
                            classifier=RouteClassifier.from_settings(settings),
                            sampler=services.overload_sampler,
                            retry_after=settings.overload_retry_after)
+    # Outermost: while draining, every answer (of any layer) closes its connection.
+    app.add_middleware(CloseWhileDraining, registry=services.health)
     return app
 
 
