@@ -15,12 +15,14 @@ import pkgutil
 import types
 import typing
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import fleetkit
 from fleetkit.errors import ConfigError, FleetkitError, InvalidArgument
+from fleetkit.redis import scripts
 
 # pydantic's model: bad values raise its ValidationError; load_settings() is the API that turns
 # them into one ConfigError naming every setting (tests/test_config.py).
@@ -88,6 +90,16 @@ def _calls(cls: type) -> list[tuple[str, dict[str, Any]]] | None:
                                 else BAD_STRINGS if kind in ("str", "Literal") else ())
         calls += [(f"{p.name}={value!r}", {**base, p.name: value}) for value in bad]
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _keep_script_registry() -> Iterator[None]:
+    # Script(...) registers itself for RedisClients.preload: a bad-source script made here
+    # must not reach later tests' Redis.
+    saved = dict(scripts._REGISTRY)
+    yield
+    scripts._REGISTRY.clear()
+    scripts._REGISTRY.update(saved)
 
 
 CLASSES = [cls for cls in _public_classes() if _calls(cls) is not None]
