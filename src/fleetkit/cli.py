@@ -22,7 +22,8 @@ SERVER_EXTRA = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "argon2")
 # ``register(sub: argparse._SubParsersAction) -> dict[str, Handler]``; the key is the subcommand
 # name as stored in ``args.command``. One line per component here.
 COMMAND_MODULES: list[str] = [
-    "fleetkit.health.cli", "fleetkit.db.cli", "fleetkit.audit.cli", "fleetkit.app.cli",
+    # fleetkit.app.cli also registers fleetkit.db.cli's ``migrate``, with the app's revisions.
+    "fleetkit.health.cli", "fleetkit.audit.cli", "fleetkit.app.cli",
 ]
 
 
@@ -40,7 +41,7 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from fleetkit.app.server import serve
 
     workers = args.workers or settings.web_concurrency
     mode = "embedded" if settings.embedded else "distributed"
@@ -58,11 +59,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     print(f"fleetkit serve: {mode} mode on http://{args.host or settings.host}:"
           f"{args.port or settings.port} with {workers} worker(s)", file=sys.stderr)
-    uvicorn.run(
-        "fleetkit.app:app_from_env", factory=True,
-        host=args.host or settings.host, port=args.port or settings.port, workers=workers,
-        loop="uvloop", http="httptools", lifespan="on", access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_timeout), log_level=settings.log_level,
+    # uvicorn (httptools + uvloop) with a drain that resets no request a balancer has sent.
+    serve(
+        "fleetkit.app:app_from_env", host=args.host or settings.host,
+        port=args.port or settings.port, workers=workers,
+        graceful_timeout=settings.graceful_timeout, log_level=settings.log_level,
         server_header=False, **proxy_options(settings),
     )
     return 0

@@ -332,10 +332,6 @@ class Settings(BaseSettings):
             raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
         if self.overload_min_limit > self.overload_max_limit:
             raise ValueError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
-        if self.environment == "production" and self.secret_key is None:
-            raise ValueError("SECRET_KEY is required in production (the same secret on every "
-                             "instance: it keys session tokens, account hashes and device "
-                             "cookies)")
         return self
 
     @model_validator(mode="after")
@@ -353,6 +349,10 @@ class Settings(BaseSettings):
         if self.redis_url is None:
             problems.append("REDIS_URL: unset is embedded mode (per-process rate limits and "
                             "sessions); production needs Redis")
+        if self.secret_key is None:
+            problems.append("SECRET_KEY: required in production (the same secret on every "
+                            "instance: it keys session tokens, account hashes and device "
+                            "cookies)")
         if problems:
             raise ValueError("ENVIRONMENT=production refuses:\n  " + "\n  ".join(problems))
         return self

@@ -43,7 +43,7 @@ def migrated() -> None:
     """``fleetkit migrate`` on the test primary, once (it is idempotent and advisory-locked)."""
     import asyncio
 
-    from fleetkit.db import migrate
+    from fleetkit.app.migrations import migrate
 
     asyncio.run(migrate(PG_PRIMARY_URL))
 
@@ -81,7 +81,7 @@ async def register_and_login(client: httpx.AsyncClient, email: str | None = None
                              ) -> tuple[str, dict[str, Any]]:
     email = email or new_email()
     r = await client.post("/v1/auth/register", json={"email": email, "password": password})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     # An API client: no cookie from an earlier login (which this login would revoke: rotation).
     client.cookies.clear()
     r = await client.post("/v1/auth/login", json={"email": email, "password": password})

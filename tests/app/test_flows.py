@@ -131,8 +131,16 @@ async def test_wrong_password_and_duplicate_email(tmp_path: Path,
     assert r.status_code == 401 and r.json()["type"] == "bad-credentials"
     r = await client.post("/v1/auth/login", json={"email": new_email(), "password": "whatever1"})
     assert r.status_code == 401
-    r = await client.post("/v1/auth/register", json={"email": email, "password": "another-pw1"})
-    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    # Registering a taken address answers exactly like a new one (no account enumeration), and
+    # does not touch the existing account.
+    taken = await client.post("/v1/auth/register",
+                              json={"email": email, "password": "another-pw1"})
+    fresh = await client.post("/v1/auth/register",
+                              json={"email": new_email(), "password": "another-pw1"})
+    assert taken.status_code == fresh.status_code == 202
+    assert taken.json() == fresh.json() and taken.json()["status"] == "accepted"
+    r = await client.post("/v1/auth/login", json={"email": email, "password": "another-pw1"})
+    assert r.status_code == 401
 
 
 async def test_metrics_and_health_endpoints(tmp_path: Path, app_factory: AppFactory) -> None:

@@ -152,7 +152,7 @@ async def test_audit_events_carry_the_real_client_and_request_id(
     headers = {"X-Forwarded-For": "spoofed, 203.0.113.9", "X-Request-ID": "req-audit-1"}
     r = await client.post("/v1/auth/register", json={"email": email, "password": "pw-12345678"},
                           headers=headers)
-    assert r.status_code == 201
+    assert r.status_code == 202
     login = await client.post("/v1/auth/login", json={"email": email, "password": "pw-12345678"})
     auth = {"Authorization": f"Bearer {login.json()['token']}"}
     for _ in range(50):

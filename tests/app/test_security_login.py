@@ -136,7 +136,7 @@ async def test_token_route_is_keyed_by_the_secret_and_shared_by_the_fleet(
 def test_secret_key_is_required_in_production_and_must_be_long() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({"ENVIRONMENT": "production"})
-    assert "SECRET_KEY is required in production" in str(err.value)
+    assert "SECRET_KEY: required in production" in str(err.value)
     with pytest.raises(ConfigError) as err:
         load_settings({"SECRET_KEY": "short-secret"})
     assert "SECRET_KEY" in str(err.value) and "short-secret" not in str(err.value)

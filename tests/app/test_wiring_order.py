@@ -11,6 +11,7 @@ from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.bodylimit import BodyLimitMiddleware
 from fleetkit.config import load_settings
 from fleetkit.health import HealthMiddleware
+from fleetkit.health.shutdown import CloseWhileDraining
 from fleetkit.observability import HTTPMetricsMiddleware, RequestIdMiddleware
 from fleetkit.overload import OverloadMiddleware
 from fleetkit.ratelimit import RateLimitMiddleware
@@ -27,7 +28,8 @@ def _stack(tmp_path: Path, **env: str) -> list[tuple[type, dict[str, Any]]]:
 def test_middleware_order_outermost_first(tmp_path: Path) -> None:
     stack = _stack(tmp_path)
     assert [cls for cls, _ in stack] == [
-        OverloadMiddleware, RequestIdMiddleware, HTTPMetricsMiddleware, ProtocolGuardMiddleware,
+        CloseWhileDraining, OverloadMiddleware, RequestIdMiddleware, HTTPMetricsMiddleware,
+        ProtocolGuardMiddleware,
         HealthMiddleware, BodyLimitMiddleware, SessionMiddleware, RateLimitMiddleware]
     options = dict(stack)
     limits = options[RateLimitMiddleware]
@@ -36,4 +38,5 @@ def test_middleware_order_outermost_first(tmp_path: Path) -> None:
     assert limits["exempt"] == ("/metrics", "/docs", "/openapi.json")
     assert options[HealthMiddleware]["version"] == "0.1.0"
     assert options[HTTPMetricsMiddleware] == {"exclude": ("/metrics",)}
-    assert [cls for cls, _ in _stack(tmp_path, OVERLOAD_ENABLED="false")][0] is RequestIdMiddleware
+    without = [cls for cls, _ in _stack(tmp_path, OVERLOAD_ENABLED="false")]
+    assert without[:2] == [CloseWhileDraining, RequestIdMiddleware]

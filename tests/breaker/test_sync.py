@@ -37,6 +37,17 @@ def breaker_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("fleetkit-breaker-")]
 
 
+async def trip_to_half_open(b: CircuitBreaker) -> None:
+    """Two failures (``minimum_calls=2``), then wait for the short open period to end."""
+    await b.start()
+    for _ in range(2):
+        with pytest.raises(Boom):
+            async with b:
+                raise Boom
+    await b.flush()
+    assert await eventually(lambda: b.state == "half_open")
+
+
 @pytest.fixture(params=["redis", "memory"])
 def make(request: pytest.FixtureRequest) -> Iterator[Callable[..., CircuitBreaker]]:
     """Breakers on Redis (a unique prefix) or in memory, shut down after the test."""
@@ -156,13 +167,7 @@ async def test_a_sync_trial_in_a_thread_holds_a_fleet_wide_permit() -> None:
             return exc.state
 
     try:
-        await b.start()
-        for _ in range(2):
-            with pytest.raises(Boom):
-                async with b:
-                    raise Boom
-        await b.flush()
-        assert await eventually(lambda: b.state == "half_open")
+        await trip_to_half_open(b)
         holder = asyncio.create_task(asyncio.to_thread(trial))
         assert await asyncio.to_thread(other.wait, 10)
         assert await asyncio.to_thread(second) == "half_open"  # the one permit is held
@@ -184,13 +189,7 @@ async def test_sync_code_on_the_loop_thread_never_blocks_the_loop() -> None:
 
     try:
         assert double(2) == 4  # sync code on the loop's thread: this loop becomes home
-        await b.start()
-        for _ in range(2):
-            with pytest.raises(Boom):
-                async with b:
-                    raise Boom
-        await b.flush()
-        assert await eventually(lambda: b.state == "half_open")
+        await trip_to_half_open(b)
         # A trial needs the backend's answer; waiting for it here would block the loop.
         with pytest.raises(CircuitOpenError) as info:
             double(3)

@@ -21,7 +21,7 @@ async def main():
     async with client(app) as http:
         r = await http.post("/v1/auth/register",
                             json={"email": "ada@example.com", "password": "correct horse"})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202, r.text
 asyncio.run(main())
 """
 

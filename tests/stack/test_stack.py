@@ -135,7 +135,7 @@ async def login(client: httpx.AsyncClient, base: str, email: str,
 async def new_user(client: httpx.AsyncClient, base: str = NGINX) -> dict[str, Any]:
     email = unique_email("user")
     r = await register(client, base, email)
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     return await login(client, base, email)
 
 
@@ -272,7 +272,7 @@ async def test_login_rate_limit_is_enforced_fleet_wide(stack: Path) -> None:
 async def test_a_session_created_on_one_instance_works_on_all(stack: Path) -> None:
     async with new_client(timeout=30) as client:
         email = unique_email("session")
-        assert (await register(client, NGINX, email)).status_code == 201
+        assert (await register(client, NGINX, email)).status_code == 202
         direct = await login(client, APPS["app-2"], email)
         balanced = await login(client, NGINX, email)
         for token, user in ((direct["token"], direct["user"]),
@@ -340,9 +340,9 @@ async def test_audit_events_from_every_instance_land_exactly_once(stack: Path) -
         for name, base in [*APPS.items(), ("nginx", NGINX), ("nginx", NGINX)]:
             email = unique_email("audit")
             r = await register(client, base, email)
-            assert r.status_code == 201, r.text
-            expected[("user.register", f"user/{r.json()['id']}")] = name
+            assert r.status_code == 202, r.text  # no id: register does not enumerate accounts
             session = await login(client, base, email)
+            expected[("user.register", f"user/{session['user']['id']}")] = name
             expected[("session.create", f"session/{session['session_id']}")] = name
     found = await wait_for_audit(set(expected))
     assert {key: len(rows) for key, rows in found.items()} == dict.fromkeys(expected, 1)
@@ -385,11 +385,12 @@ async def cycle(client: httpx.AsyncClient, log: LoadLog) -> None:
     r = await post("/v1/auth/register", creds)
     if r is None:
         return
-    log.expected[("user.register", f"user/{r.json()['id']}")] = r.request.headers["x-request-id"]
+    register_id = r.request.headers["x-request-id"]
     r = await post("/v1/auth/login", creds)
     if r is None:
         return
     session = r.json()
+    log.expected[("user.register", f"user/{session['user']['id']}")] = register_id
     log.expected[("session.create", f"session/{session['session_id']}")] = \
         r.request.headers["x-request-id"]
     r = await post("/v1/auth/logout", token=session["token"])

@@ -2,8 +2,9 @@
 
 Middleware, outermost first (each a pure ASGI class)::
 
-    overload (admission control; probes and /metrics pass uncounted) → RequestId → HTTP metrics
-      → protocol guard (header limits, security headers, the 500)
+    close-while-draining (Connection: close on every answer after SIGTERM)
+      → overload (admission control; probes and /metrics pass uncounted) → RequestId
+      → HTTP metrics → protocol guard (header limits, security headers, the 500)
       → health (/health*, answered here) → body limit → sessions
       → rate limit (per IP, per user, login; one Redis round trip for all policies) → routes
 
@@ -24,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from fleetkit.app.admin import router as admin_router
+from fleetkit.app.auth import router as auth_router
 from fleetkit.app.guard import ProtocolGuardMiddleware
 from fleetkit.app.problems import install_problem_handlers
 from fleetkit.app.routes import router
@@ -81,6 +83,7 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     app.state.services = services
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(auth_router)
     app.include_router(admin_router)
     # The library's one integration call, as any user's app makes it: the middleware in order
     # (see the module docstring), start-up and shutdown in the lifespan, /metrics as a Route,

@@ -14,21 +14,17 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field, field_validator
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetkit.app.fields import DbId, DbOffset, EventIdText, SafeText
-from fleetkit.app.login import REASONS, Verdict
 from fleetkit.app.models import items, users
-from fleetkit.app.passwords import hash_password, verify_password
 from fleetkit.app.problems import Problem
 from fleetkit.app.services import Services
 from fleetkit.audit import AuditEvent
-from fleetkit.errors import DatabaseError
 from fleetkit.fastapi import bearer_scheme, cookie_scheme
 from fleetkit.observability import get_request_id
-from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
+from fleetkit.ratelimit import client_ip
 from fleetkit.sessions import Session, SessionContext
 
 __all__ = ["router"]
@@ -41,38 +37,19 @@ T = TypeVar("T")
 _USER_BY_ID = sa.select(users.c.id, users.c.email, users.c.role, users.c.created_at).where(
     users.c.id == sa.bindparam("uid"))
 _ROLE_OF = sa.select(users.c.role).where(users.c.id == sa.bindparam("uid"))
-_USER_BY_EMAIL = sa.select(users).where(users.c.email == sa.bindparam("email"))
 _ITEM_BY_ID = sa.select(items).where(items.c.id == sa.bindparam("item_id"))
 _ITEMS_PAGE = (sa.select(items)
                .where(items.c.owner_id == sa.bindparam("uid"), items.c.id > sa.bindparam("after"))
                .order_by(items.c.id).limit(sa.bindparam("limit")))
 
-_EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
-
 
 # ------------------------------------------------------------------ request/response models
-
-class Credentials(BaseModel):
-    email: SafeText = Field(pattern=_EMAIL, max_length=320)
-    password: SafeText = Field(min_length=8, max_length=256)
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.strip().lower()
-
 
 class UserOut(BaseModel):
     id: int
     email: str
     role: str
     created_at: datetime | None = None
-
-
-class LoginOut(BaseModel):
-    token: str
-    session_id: str
-    user: UserOut
 
 
 class SessionOut(BaseModel):
@@ -224,111 +201,6 @@ async def ping() -> dict[str, bool]:
     return {"pong": True}
 
 
-@router.post("/auth/register", status_code=201, response_model=UserOut,
-             responses={409: {"description": "email already registered"}})
-async def register(body: Credentials, request: Request, svc: Svc) -> UserOut:
-    password_hash = await hash_password(body.password)
-    role = "user"  # the only way to an admin is `fleetkit admin create` or an admin's grant
-
-    async def insert(conn: AsyncConnection) -> Any:
-        result = await conn.execute(
-            users.insert().values(email=body.email, password_hash=password_hash, role=role)
-            .returning(users.c.id, users.c.email, users.c.role, users.c.created_at))
-        return result.one()
-
-    try:
-        row = await _write(svc, None, insert)
-    except DatabaseError as exc:
-        if not isinstance(exc.__cause__, IntegrityError):
-            raise
-        await svc.audit_event(_event(request, "anonymous", "user.register", "user",
-                                     "failure", "email already registered"))
-        raise Problem(409, "this email is already registered", type_="email-taken") from None
-    await svc.audit_event(_event(request, str(row.id), "user.register", f"user/{row.id}",
-                                 "success", role=role))
-    return _user_out(row._mapping)
-
-
-def _quota_exceeded(request: Request, results: list[tuple[str, Decision]]) -> Response:
-    """The same 429 as the rate-limit middleware's (problem type, fields), for a limit that a
-    route checks itself. The middleware merges these limits into its own RateLimit fields, so
-    the response carries one RateLimit/RateLimit-Policy pair and one Retry-After."""
-    for name, decision in results:
-        record_decision(request.scope, name, decision)
-    headers = {k.decode(): v.decode() for k, v in ratelimit_headers(results)}
-    return Response(problem_body(results, request.url.path), status_code=429, headers=headers,
-                    media_type="application/problem+json")
-
-
-@router.post("/auth/login", response_model=LoginOut,
-             responses={401: {"description": "wrong email or password"},
-                        429: {"description": "too many attempts"}})
-async def login(body: Credentials, request: Request, response: Response, svc: Svc,
-                ctx: Ctx) -> LoginOut | Response:
-    # Per account+address, per account (known devices and addresses exempt) and per device,
-    # on top of the middleware's per-address policy: fleetkit.app.login, docs/security.md.
-    guard = svc.login
-    ip = client_ip(request.scope, svc.trusted_proxies) or "unknown"
-    account = guard.account_hash(body.email)
-    device = guard.device_of(request.cookies.get(guard.cookie_name), account)
-    verdict = await guard.check(account, ip, device)
-    if verdict.denied is not None and not verdict.locked_for_unknown_clients:
-        return await _login_denied(request, svc, verdict)
-
-    async def find(conn: AsyncConnection) -> Any:
-        result = await conn.execute(_USER_BY_EMAIL, {"email": body.email})
-        return result.one_or_none()
-
-    # The primary, not a replica: a user who just registered must be able to log in.
-    async with svc.db_breaker, svc.db.write() as conn:
-        row = await find(conn)
-    if verdict.locked_for_unknown_clients and (row is None or ip not in {
-            s.ip for s in await svc.sessions.list_sessions(str(row.id))}):
-        return await _login_denied(request, svc, verdict)
-    if not await verify_password(row.password_hash if row else None, body.password):
-        await svc.audit_event(_event(request, str(row.id) if row else "anonymous",
-                                     "auth.login", "session", "failure", "bad credentials",
-                                     account=account))
-        raise Problem(401, "wrong email or password", type_="bad-credentials")
-    # The WAL position now covers the registration: the new session's replica reads see it.
-    data: dict[str, Any] = {"role": row.role}
-    lsn = await svc.db.current_lsn()
-    if lsn is not None:
-        data["lsn"] = lsn
-    # login() revokes the request's previous session: a fresh token on every login.
-    replaced = ctx.session
-    session = await ctx.login(str(row.id), data=data, ip=ip)
-    if replaced is not None:
-        await svc.audit_event(_event(request, replaced.user_id, "session.revoke",
-                                     f"session/{replaced.id}", "success",
-                                     "replaced by a new login", new_session=session.id))
-    if session.evicted:
-        await svc.audit_event(_event(request, str(row.id), "session.evict", f"user/{row.id}",
-                                     "success", "per-user session cap",
-                                     evicted=session.evicted, cap=svc.sessions.max_per_user))
-    await svc.audit_event(_event(request, str(row.id), "session.create",
-                                 f"session/{session.id}", "success",
-                                 known_device=device is not None))
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.append("Set-Cookie", guard.device_cookie(account, device))
-    return LoginOut(token=session.token, session_id=session.id, user=_user_out(row._mapping))
-
-
-async def _login_denied(request: Request, svc: Services, verdict: Verdict) -> Response:
-    policy = verdict.denied or "login-account"
-    await svc.audit_event(_event(request, "anonymous", "auth.login", "session", "denied",
-                                 REASONS[policy], account=verdict.account, policy=policy))
-    return _quota_exceeded(request, verdict.results)
-
-
-@router.post("/auth/logout", status_code=204)
-async def logout(request: Request, session: Auth, svc: Svc, ctx: Ctx) -> Response:
-    await ctx.logout()
-    await svc.audit_event(_event(request, session.user_id, "session.revoke",
-                                 f"session/{session.id}", "success", reason="logout"))
-    return Response(status_code=204)
-
-
 @router.get("/me", response_model=UserOut)
 async def me(session: Auth, svc: Svc) -> UserOut:
     rows = await _rows(svc, session, _USER_BY_ID, {"uid": int(session.user_id)})
@@ -351,6 +223,10 @@ async def revoke_session(session_id: Annotated[SafeText, Path(max_length=128)],
     if session_id == session.id:
         await ctx.logout()
     elif not await svc.sessions.revoke_id(session.user_id, session_id):
+        # Another user's session id (or a guess) is an attempt worth recording.
+        await svc.audit_event(_event(request, session.user_id, "session.revoke",
+                                     f"session/{session_id}", "denied",
+                                     "no such session of this user"))
         raise Problem(404, "no such session", type_="not-found")
     await svc.audit_event(_event(request, session.user_id, "session.revoke",
                                  f"session/{session_id}", "success"))
@@ -396,21 +272,34 @@ async def list_items(session: Auth, svc: Svc, limit: Annotated[int, Query(ge=1, 
     return Page(items=out, next=str(out[-1].id) if len(out) == limit else None)
 
 
-async def _owned_item(svc: Services, session: Session, item_id: DbId) -> Any:
+async def _no_such_item(request: Request, svc: Services, session: Session, item_id: int,
+                        action: str) -> Problem:
+    """The 404 for an item the caller does not own, audited: another user's id or a guess
+    (not told apart: a replica that has not replayed the owner's write sees neither)."""
+    await svc.audit_event(_event(request, session.user_id, action, f"item/{item_id}", "denied",
+                                 "no such item of this user"))
+    return Problem(404, "no such item", type_="not-found")
+
+
+async def _owned_item(request: Request, svc: Services, session: Session, item_id: DbId,
+                      action: str = "item.read") -> Any:
     rows = await _rows(svc, session, _ITEM_BY_ID, {"item_id": item_id})
     if not rows or str(rows[0]["owner_id"]) != session.user_id:
-        raise Problem(404, "no such item", type_="not-found")
+        raise await _no_such_item(request, svc, session, item_id, action)
     return rows[0]
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-async def get_item(item_id: DbId, session: Auth, svc: Svc) -> ItemOut:
-    return _item_out(await _owned_item(svc, session, item_id))
+async def get_item(item_id: DbId, request: Request, session: Auth, svc: Svc) -> ItemOut:
+    return _item_out(await _owned_item(request, svc, session, item_id))
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-async def update_item(item_id: DbId, body: ItemPatch, session: Auth, svc: Svc) -> ItemOut:
+async def update_item(item_id: DbId, body: ItemPatch, request: Request, session: Auth,
+                      svc: Svc) -> ItemOut:
     changes = body.model_dump(exclude_none=True)
+    if not changes:  # nothing to change: no write, no new version
+        return _item_out(await _owned_item(request, svc, session, item_id, "item.update"))
 
     async def update(conn: AsyncConnection) -> Any:
         result = await conn.execute(
@@ -422,12 +311,12 @@ async def update_item(item_id: DbId, body: ItemPatch, session: Auth, svc: Svc) -
 
     row = await _write(svc, session, update)
     if row is None:
-        raise Problem(404, "no such item", type_="not-found")
+        raise await _no_such_item(request, svc, session, item_id, "item.update")
     return _item_out(row._mapping)
 
 
 @router.delete("/items/{item_id}", status_code=204)
-async def delete_item(item_id: DbId, session: Auth, svc: Svc) -> Response:
+async def delete_item(item_id: DbId, request: Request, session: Auth, svc: Svc) -> Response:
     async def delete(conn: AsyncConnection) -> int:
         result = await conn.execute(
             items.delete().where(items.c.id == item_id,
@@ -435,7 +324,7 @@ async def delete_item(item_id: DbId, session: Auth, svc: Svc) -> Response:
         return int(result.rowcount or 0)
 
     if not await _write(svc, session, delete):
-        raise Problem(404, "no such item", type_="not-found")
+        raise await _no_such_item(request, svc, session, item_id, "item.delete")
     return Response(status_code=204)
 
 

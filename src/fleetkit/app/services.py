@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from fleetkit.app.keys import Keys
 from fleetkit.app.login import LoginGuard
+from fleetkit.app.migrations import migrate
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
@@ -83,6 +84,7 @@ class Services:
         enabled = settings.overload_enabled
         fleet = Fleet.from_settings(
             settings, redis=redis, db=db, sessions=sessions, audit=audit,
+            embedded_migrate=migrate,  # the service's tables chained on fleetkit's
             overload=overload if enabled else None,
             overload_sampler=sampler if enabled else None)
         breakers = fleet.breakers

@@ -27,7 +27,7 @@ from fleetkit.breaker.memory import MemoryBreakerBackend
 from fleetkit.breaker.redis import DEFAULT_KEY_PREFIX, RedisBreakerBackend
 from fleetkit.breaker.rules import BreakerConfig, BreakerOutcome, classify_error
 from fleetkit.breaker.state import State
-from fleetkit.breaker.sync import NoLoop
+from fleetkit.breaker.sync import NoLoop, Tally
 from fleetkit.breaker.view import Listener, StateView, log
 from fleetkit.errors import CircuitOpenError, ConfigError
 
@@ -231,16 +231,21 @@ class CircuitBreaker(StateView):
         return result
 
     def _record(self, call: _Call, exc: BaseException | None, result: Any,
-                pred: Callable[[Any], bool] | None) -> BreakerOutcome:
-        """Classify one outcome and count it locally (trial results are reported separately)."""
+                pred: Callable[[Any], bool] | None, tally: Tally | None = None
+                ) -> BreakerOutcome:
+        """Classify one outcome and count it locally (trial results are reported separately):
+        on the loop's thread without a lock, or into ``tally`` for a sync call."""
         if exc is not None:
             outcome = classify_error(self.config, exc)
         elif pred is not None and result is not _NO_RESULT and pred(result):
             outcome = "failure"
         else:
             outcome = "success"
-        self._counts[outcome] += 1
         slow = self._timed and time.perf_counter() - call.start >= self._slow_s
+        if tally is not None:
+            tally.record(None if call.lease is not None else call.gen, outcome, slow)
+            return outcome
+        self._counts[outcome] += 1
         if slow:
             self._n_slow += 1
         if outcome == "ignored" or call.lease is not None or call.gen != self._gen:
@@ -360,14 +365,7 @@ class CircuitBreaker(StateView):
 
     def _end_sync(self, call: _Call, exc: BaseException | None, result: Any,
                   pred: Callable[[Any], bool] | None) -> BreakerOutcome:
-        if exc is not None:
-            outcome = classify_error(self.config, exc)
-        elif pred is not None and result is not _NO_RESULT and pred(result):
-            outcome = "failure"
-        else:
-            outcome = "success"
-        slow = self._timed and time.perf_counter() - call.start >= self._slow_s
-        self._tally.record(None if call.lease is not None else call.gen, outcome, slow)
+        outcome = self._record(call, exc, result, pred, self._tally)
         if call.lease is not None:
             with contextlib.suppress(NoLoop):  # else the lease expires by itself
                 self._wait_on(self._loop, self._release(call, outcome))

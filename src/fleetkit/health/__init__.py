@@ -21,10 +21,11 @@ if TYPE_CHECKING:
         sqlalchemy_check,
     )
     from fleetkit.health.registry import CheckResult, HealthRegistry, HealthReport
-    from fleetkit.health.shutdown import drain_on_signal
+    from fleetkit.health.shutdown import CloseWhileDraining, drain_on_signal
 
 __all__ = [
     "CheckResult",
+    "CloseWhileDraining",
     "ComponentStatus",
     "HasHealth",
     "HealthEndpoint",
@@ -45,6 +46,7 @@ _LAZY = {
     "HealthEndpoint": "asgi", "HealthMiddleware": "asgi", "health_routes": "asgi",
     "HasHealth": "checks", "add_redis_checks": "checks", "component_check": "checks",
     "redis_role_check": "checks", "sqlalchemy_check": "checks", "drain_on_signal": "shutdown",
+    "CloseWhileDraining": "shutdown",
 }
 
 

@@ -10,7 +10,10 @@ How it decides (docs/overload.md has the reasons):
   concurrency filter): every ``window`` seconds the controller compares the window's signals with
   their targets: the mean **event-loop lag** (on a single-threaded server that *is* the time a
   request waits before any middleware runs) against ``target_delay``, and, when the limit was
-  binding, the mean **latency** of admitted requests against ``target_latency``. Over target:
+  binding, the mean **latency** of admitted requests against ``target_latency``. Lag that is
+  there even with no more than ``min_limit`` requests in flight is external (CPU steal,
+  throttling) and raises the lag target to 1.5x it, decaying, so it cannot pin the limit at its
+  floor while the instance could serve more. Over target:
   the limit drops to ``min(limit, peak in-flight) * max(0.5, target / observed)`` (at most
   halved, at least 10% off). Under target with the limit in use: it grows by ``sqrt(limit)``.
   Never below ``min_limit`` or above ``max_limit``.
@@ -61,6 +64,8 @@ REFUSED = 2
 Waiter = Callable[[str | None], None]
 
 _QUEUED = (Priority.CRITICAL, Priority.NORMAL, Priority.SHEDDABLE)
+#: Per window (100 ms): the external-lag floor halves in about 3.5 s once it is not renewed.
+_FLOOR_DECAY = 0.98
 
 
 class AdmissionController:
@@ -113,6 +118,9 @@ class AdmissionController:
         self._blocked = False  # someone was queued or refused in this window
         self._lag_sum = 0.0
         self._lag_n = 0
+        # Lag seen with few requests in flight is not ours to fix (CPU steal, CFS throttling,
+        # a noisy neighbour): shedding more would not lower it. Remembered, decaying.
+        self._lag_floor = 0.0
         self._last_tick: float | None = None
         self._tick_interval = 0.0
         self._lat_sum = 0.0
@@ -296,7 +304,11 @@ class AdmissionController:
             # A tick overdue right now is lag too (the loop was blocked until this call).
             lag = max(lag, now - self._last_tick - self._tick_interval)
         saturated = self._blocked or self._peak >= self.limit - 0.5
-        over = lag / self.target_delay
+        if self._lag_n and self._peak <= self.min_limit:
+            self._lag_floor = lag
+        else:
+            self._lag_floor *= _FLOOR_DECAY
+        over = lag / max(self.target_delay, 1.5 * self._lag_floor)
         if saturated and self._lat_n:
             over = max(over, self._lat_sum / self._lat_n / self.target_latency)
         if over > 1.0:

@@ -11,9 +11,7 @@ Layout (as every stateful fleetkit package): ``backend.py`` the contract, ``redi
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
+from fleetkit.deprecation import renamed
 from fleetkit.errors import RateLimitExceeded
 from fleetkit.ratelimit.asgi import (
     PROBLEM_TYPE,
@@ -55,10 +53,6 @@ __all__ = [
     "user_key",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "MemoryBackend":  # deprecated: the name is also the breaker's and the sessions'
-        warnings.warn("fleetkit.ratelimit.MemoryBackend is deprecated; it is MemoryStore (the "
-                      "backend is MemoryRateLimitBackend)", DeprecationWarning, stacklevel=2)
-        return MemoryStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Deprecated: the name was also the breaker's and the sessions'.
+__getattr__ = renamed(__name__, MemoryBackend=(MemoryStore, "MemoryStore (the backend is "
+                                                            "MemoryRateLimitBackend)"))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from fleetkit.deprecation import renamed
 from fleetkit.errors import ConfigError
 from fleetkit.ratelimit.algorithms import ALGORITHMS
 from fleetkit.ratelimit.backend import Algorithm
@@ -115,9 +115,5 @@ class MemoryRateLimitBackend:
         self.store.clear()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MemoryBackend":
-        warnings.warn("fleetkit.ratelimit.memory.MemoryBackend is deprecated; it is MemoryStore "
-                      "(the backend is MemoryRateLimitBackend)", DeprecationWarning, stacklevel=2)
-        return MemoryStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, MemoryBackend=(MemoryStore, "MemoryStore (the backend is "
+                                                            "MemoryRateLimitBackend)"))

@@ -9,10 +9,10 @@ Expired keys are dropped lazily on access and by an amortised sweep, so memory s
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fleetkit.deprecation import renamed
 from fleetkit.redis import Script
 
 __all__ = ["MemorySessionBackend"]
@@ -263,9 +263,5 @@ class MemorySessionBackend:
         return reply
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MemoryBackend":  # deprecated: the rate limiter and breaker had one too
-        warnings.warn("fleetkit.sessions.memory.MemoryBackend is deprecated; use "
-                      "MemorySessionBackend", DeprecationWarning, stacklevel=2)
-        return MemorySessionBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Deprecated: the name was also the rate limiter's and the breaker's.
+__getattr__ = renamed(__name__, MemoryBackend=(MemorySessionBackend, "MemorySessionBackend"))

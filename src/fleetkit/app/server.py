@@ -1,0 +1,122 @@
+"""How ``fleetkit serve`` runs uvicorn: a drain that never resets a request a balancer has sent.
+
+A balancer (Nginx, an ingress) retries a request on another instance only while it was not
+sent; once sent, a POST that meets a closed connection fails for the client. Stock uvicorn's
+shutdown has two such resets: closing the listener resets the connections the kernel already
+accepted but the event loop had not picked up yet, and ``shutdown()`` closes every connection
+whose request it has not parsed yet, although its bytes may be on the way. Here:
+
+* before the listener closes, the connections already waiting in its accept queue are accepted
+  and served (synchronously up to the close, so nothing can slip in between; with one worker
+  per process, ``WEB_CONCURRENCY=1``, as the local stack runs: uvicorn's supervisor builds the
+  workers' server itself);
+* a connection that has not carried a request yet is not closed: a balancer opens one only to
+  send a request, which is answered with ``Connection: close``; idle kept-alive connections are
+  closed as before (the balancer's idle timeout being shorter than the drain delay, there are
+  none left by then: see docs/deployment.md "Draining an instance");
+* connections refused after the close are retried by the balancer elsewhere (nothing was sent).
+
+Needs the ``server`` extra (uvicorn); ``fleetkit serve`` imports this module only when it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
+
+__all__ = ["DrainingProtocol", "DrainingServer", "serve"]
+
+
+class DrainingProtocol(HttpToolsProtocol):
+    """httptools protocol whose ``shutdown()`` answers a connection's first request first."""
+
+    _requests = 0  # requests begun on this connection
+    _close_after = False
+
+    def on_message_begin(self) -> None:
+        self._requests += 1
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._close_after and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def shutdown(self) -> None:
+        if self.cycle is None and self._requests == 0:
+            # Accepted, request not parsed yet: answer it, then close (the server waits for
+            # this connection up to its graceful timeout).
+            self._close_after = True
+            return
+        super().shutdown()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, emptying the listeners' accept queues before closing them."""
+
+    _listeners: list[socket.socket]
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Own descriptors of the listening sockets, to accept from at shutdown.
+        self._listeners = [sock.dup() for sock in sockets or []]
+        await super().startup(sockets=sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        pending: list[socket.socket] = []
+        for listener in getattr(self, "_listeners", []):
+            listener.setblocking(False)
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+                pending.append(conn)
+            listener.close()
+        # No await since the last accept: the listener closes with an empty queue.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state,
+                _loop=loop)
+            return made
+
+        for conn in pending:
+            conn.setblocking(False)
+            await loop.connect_accepted_socket(protocol, conn)
+        await super().shutdown(sockets=sockets)
+
+
+def serve(app: str, *, host: str, port: int, workers: int, graceful_timeout: float,
+          log_level: str, **options: Any) -> None:
+    """Run ``app`` (an import string of an app factory) until SIGTERM, then drain.
+
+    ``options`` are more ``uvicorn.Config`` arguments (proxy headers, server header).
+    """
+    config = uvicorn.Config(
+        app, factory=True, host=host, port=port, workers=workers, loop="uvloop",
+        http=DrainingProtocol, lifespan="on", access_log=False,
+        timeout_graceful_shutdown=int(graceful_timeout), log_level=log_level,
+        **options,
+    )
+    server = DrainingServer(config=config)
+    sock = config.bind_socket()
+    try:
+        if workers > 1:
+            # uvicorn's supervisor builds its workers' Server itself: they get the draining
+            # protocol, not the accept-queue emptying (one worker per instance gets both).
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
