@@ -8,44 +8,33 @@ reads go to the primary.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections import OrderedDict
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
-from sqlalchemy.exc import EmulatedDBAPIException, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from fleetkit.config import redact_url
-from fleetkit.db import metrics
+from fleetkit.db import health, metrics
+from fleetkit.db.compiled import StatementCache
 from fleetkit.db.engines import (
     PoolStats,
     is_connection_error,
     is_pool_timeout,
     is_read_only_error,
     make_engine,
-    pool_stats,
     sqlstate_of,
 )
 from fleetkit.db.lsn import parse_lsn
+from fleetkit.db.reads import DRIVER_ERRORS as _DRIVER_ERRORS
+from fleetkit.db.reads import ReadPath
+from fleetkit.db.reads import close_quietly as _close_quietly
 from fleetkit.db.replicas import Node, ReplicaMonitor
 from fleetkit.db.urls import is_sqlite, normalize_url, server_name
-from fleetkit.errors import (
-    ConfigError,
-    DatabaseError,
-    DatabaseUnavailable,
-    NoHealthyDatabase,
-    UsageError,
-)
+from fleetkit.errors import ConfigError, DatabaseUnavailable, NoHealthyDatabase
 from fleetkit.health import ComponentStatus
 
 if TYPE_CHECKING:
@@ -55,34 +44,13 @@ __all__ = ["Database"]
 
 log = logging.getLogger("fleetkit.db")
 T = TypeVar("T")
-
-# EmulatedDBAPIException: what AsyncEngine.raw_connection() (fetch_all's path) raises when a
-# new connection is refused, e.g. 57P03 "the database system is shutting down": not wrapped in
-# a SQLAlchemyError there, so it must be listed or it escapes as a 500.
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError, EmulatedDBAPIException, OSError, TimeoutError, asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
-_REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 # The insert position, not pg_current_wal_lsn() (the write position): with
 # synchronous_commit=off a commit returns before its record is written, so only the insert
 # position is guaranteed to be past it.
 _CURRENT_SQL = text("SELECT pg_current_wal_insert_lsn()::text")
-_PG_DIALECT: Any = _asyncpg_dialect()  # type: ignore[no-untyped-call]
-_COMPILED_MAX = 512
 
 
-async def _close_quietly(conn: Any) -> None:
-    """Return a connection to its pool: an ``AsyncConnection``, or a pooled driver connection
-    from ``AsyncEngine.raw_connection()`` (whose sync ``close`` must run in a greenlet)."""
-    with contextlib.suppress(Exception):
-        if isinstance(conn, AsyncConnection):
-            await conn.close()
-        else:
-            await greenlet_spawn(conn.close)
-
-
-class Database:
+class Database(ReadPath):
     """Routes reads to replicas and writes to the primary over SQLAlchemy async engines.
 
     ``write_url``/``read_urls`` accept ``postgresql://`` or ``postgresql+asyncpg://``; a
@@ -141,8 +109,7 @@ class Database:
                                       timeout=min(connect_timeout, health_interval) + 1.0)
         self._next = 0
         self._closed = False
-        # Core statement -> (SQL with $n placeholders, compiled form): see fetch_all().
-        self._compiled: OrderedDict[Any, tuple[str, Any]] = OrderedDict()
+        self._compiled = StatementCache()  # see fetch_all()
         # Bound once: labels() takes a lock and a dict lookup on every call.
         self._replica_reads = metrics.READS.labels(name, "replica", "balanced")
         self._replica_ryw_reads = metrics.READS.labels(name, "replica", "read_your_writes")
@@ -204,16 +171,13 @@ class Database:
         With ``lsn`` (a token from :meth:`current_lsn`) only a replica whose replay position has
         reached it is used, else the primary: the caller sees its own writes.
         """
-        conn, node = await self._acquire_read(lsn)
-        try:
-            yield conn
-        except _DRIVER_ERRORS as exc:
-            if node.role == "replica" and is_connection_error(exc):
-                await self._fail_replica(node, exc)
-            raise self._wrap(exc, f"read on {node.role} {node.name}") from exc
-        finally:
-            node.outstanding -= 1
-            await _close_quietly(conn)
+        async with self._reading(lsn, raw=False) as (conn, node):
+            try:
+                yield conn
+            except _DRIVER_ERRORS as exc:
+                if node.role == "replica" and is_connection_error(exc):
+                    await self._fail_replica(node, exc)
+                raise self._wrap(exc, f"read on {node.role} {node.name}") from exc
 
     async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]], *,
                        lsn: str | None = None) -> T:
@@ -228,18 +192,15 @@ class Database:
     async def _run_read(self, fn: Callable[[Any], Awaitable[T]], lsn: str | None, *,
                         raw: bool) -> T:
         for _ in range(len(self.replicas) + 1):
-            conn, node = await self._acquire_read(lsn, raw=raw)
-            try:
-                return await fn(conn)
-            except _DRIVER_ERRORS as exc:
-                error = self._wrap(exc, f"read on {node.role} {node.name}")
-                if node.role == "replica" and is_connection_error(exc):
-                    await self._fail_replica(node, exc)
-                    continue
-                raise error from exc
-            finally:
-                node.outstanding -= 1
-                await _close_quietly(conn)
+            async with self._reading(lsn, raw=raw) as (conn, node):
+                try:
+                    return await fn(conn)
+                except _DRIVER_ERRORS as exc:
+                    error = self._wrap(exc, f"read on {node.role} {node.name}")
+                    if node.role == "replica" and is_connection_error(exc):
+                        await self._fail_replica(node, exc)
+                        continue
+                    raise error from exc
         raise NoHealthyDatabase("every replica failed during the read")
 
     async def fetch_all(self, statement: Any, params: Mapping[str, Any] | None = None, *,
@@ -257,14 +218,7 @@ class Database:
                 return [cast(Mapping[str, Any], row._mapping) for row in result]
 
             return await self.run_read(via_sqlalchemy, lsn=lsn)
-        sql, compiled = self._compile(statement)
-        try:  # every parameter given (the usual case): skip construct_params
-            args = [params[name] for name in compiled.positiontup] if params else []
-            if len(args) != len(compiled.positiontup):
-                raise KeyError
-        except KeyError:  # defaults or literal binds: let SQLAlchemy fill them in
-            values = compiled.construct_params(params)
-            args = [values[name] for name in compiled.positiontup]
+        sql, args = self._compiled.sql_and_args(statement, params)
 
         async def via_driver(pooled: Any) -> list[Mapping[str, Any]]:
             rows: list[Mapping[str, Any]] = await pooled.driver_connection.fetch(sql, *args)
@@ -280,116 +234,11 @@ class Database:
         rows = await self.fetch_all(statement, params, lsn=lsn)
         return rows[0] if rows else None
 
-    def _compile(self, statement: Any) -> tuple[str, Any]:
-        entry = self._compiled.get(statement)
-        if entry is None:
-            if not isinstance(statement, Executable):
-                raise UsageError(f"fetch_all() takes a SQLAlchemy Core statement, not "
-                                 f"{type(statement).__name__}")
-            compiled = cast(Any, statement).compile(dialect=_PG_DIALECT)
-            entry = self._compiled[statement] = (compiled.string, compiled)
-            if len(self._compiled) > _COMPILED_MAX:  # statements built per call: stay bounded
-                self._compiled.popitem(last=False)
-        return entry
-
-    def _pick(self, token: int | None, tried: set[int]) -> Node | None:
-        """Least outstanding connections among healthy, untried replicas (rotating ties).
-
-        With a token, replicas already known to have replayed it come first.
-        """
-        count = len(self.replicas)
-        if not count:
-            return None
-        start = self._next
-        self._next = (start + 1) % count
-        best: Node | None = None
-        best_key: tuple[int, int] = (0, 0)
-        for i in range(count):
-            node = self.replicas[(start + i) % count]
-            if not node.healthy or id(node) in tried:
-                continue
-            stale = int(token is not None and (node.replay_lsn or 0) < token)
-            key = (stale, node.outstanding)
-            if best is None or key < best_key:
-                best, best_key = node, key
-        return best
-
-    async def _acquire_read(self, lsn: str | None, *, raw: bool = False) -> tuple[Any, Node]:
-        """A read connection and its node: an ``AsyncConnection``, or with ``raw`` the pooled
-        driver connection (``AsyncEngine.raw_connection()``; release with _close_quietly)."""
-        if self.replicas and not self._closed and not self.monitor.running:
-            self.monitor.start()
-        token = parse_lsn(lsn) if lsn and not self.embedded else None
-        tried: set[int] = set()
-        reason = "no_replicas" if not self.replicas else "no_healthy_replica"
-        while (node := self._pick(token, tried)) is not None:
-            tried.add(id(node))
-            node.outstanding += 1
-            try:
-                conn: Any = await (node.engine.raw_connection() if raw
-                                   else node.engine.connect())
-            except _DRIVER_ERRORS as exc:
-                node.outstanding -= 1
-                if is_pool_timeout(exc):
-                    metrics.ACQUIRE_TIMEOUTS.labels(self.name, node.name).inc()
-                elif is_connection_error(exc):
-                    await self._fail_replica(node, exc)
-                    reason = "failover"
-                else:
-                    raise self._wrap(exc, f"read on replica {node.name}") from exc
-                continue
-            if token is not None and (node.replay_lsn or 0) < token:
-                try:
-                    # Straight on the driver: outside a transaction, one round trip.
-                    pooled = conn if raw else await conn.get_raw_connection()
-                    value = await pooled.driver_connection.fetchval(_REPLAY_SQL)
-                except _DRIVER_ERRORS as exc:
-                    node.outstanding -= 1
-                    await _close_quietly(conn)
-                    if not is_connection_error(exc):
-                        raise self._wrap(exc, f"read on replica {node.name}") from exc
-                    await self._fail_replica(node, exc)
-                    reason = "failover"
-                    continue
-                node.note_replay(parse_lsn(value) if value else None)
-                if (node.replay_lsn or 0) < token:
-                    node.outstanding -= 1
-                    await _close_quietly(conn)
-                    reason = "read_your_writes" if reason != "failover" else reason
-                    continue
-            (self._replica_reads if token is None else self._replica_ryw_reads).inc()
-            return conn, node
-        primary = self.primary
-        primary.outstanding += 1
-        try:
-            conn = await (primary.engine.raw_connection() if raw else primary.engine.connect())
-        except _DRIVER_ERRORS as exc:
-            primary.outstanding -= 1
-            if is_pool_timeout(exc):
-                metrics.ACQUIRE_TIMEOUTS.labels(self.name, "write").inc()
-                raise self._wrap(exc, "read on primary") from exc
-            raise NoHealthyDatabase(
-                f"no replica and not the primary can serve the read: {type(exc).__name__}: {exc}"
-            ) from exc
-        metrics.READS.labels(self.name, "primary", reason).inc()
-        return conn, primary
-
-    async def _fail_replica(self, node: Node, exc: BaseException) -> None:
-        """Take a replica out at once and drop its (dead) pooled connections."""
-        if node.set_state(False, f"connection failed: {type(exc).__name__}: {exc}"):
-            node.failovers += 1
-            metrics.FAILOVERS.labels(self.name, node.name).inc()
-            await self.drain(node)
-
     async def drain(self, node: Node) -> None:
-        """Retire every connection of ``node``: none made so far is handed out again.
-
-        This is what SQLAlchemy does to a pool after a disconnect: connections older than now
-        are closed and replaced when next checked out. ``engine.dispose()`` would close idle
-        ones sooner but orphan those checked out at that moment (they would never be closed).
-        """
-        pool = node.engine.sync_engine.pool
-        pool._invalidate_time = time.time()  # SQLAlchemy's own post-disconnect mechanism
+        """Deprecated alias of :meth:`discard_connections` (it never drained gracefully)."""
+        warnings.warn("Database.drain() is deprecated: use discard_connections()",
+                      DeprecationWarning, stacklevel=2)
+        await self.discard_connections(node)
 
     # ------------------------------------------------------------------ writes
 
@@ -397,8 +246,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection on the primary inside a transaction, committed when the block exits."""
         node = self.primary
-        node.outstanding += 1
-        try:
+        with node.busy():
             try:
                 conn = await node.engine.connect()
             except _DRIVER_ERRORS as exc:
@@ -418,17 +266,15 @@ class Database:
                 raise self._wrap(exc, f"write on primary {node.name}") from exc
             finally:
                 await _close_quietly(conn)
-        finally:
-            node.outstanding -= 1
 
     async def primary_read_only(self, reason: str) -> None:
-        """The primary was demoted: mark it and drain its pool so new connections are made
+        """The primary was demoted: mark it and discard its connections so new ones are made
         (through DNS, a VIP or PgBouncer they reach whichever server is primary now)."""
         node = self.primary
         if node.healthy or node.reason != reason:
             metrics.PRIMARY_READ_ONLY.labels(self.name).inc()
         node.set_state(False, reason)
-        await self.drain(node)
+        await self.discard_connections(node)
 
     async def current_lsn(self) -> str | None:
         """A read-your-writes token: the primary's WAL insert position *after* your commit.
@@ -474,63 +320,19 @@ class Database:
     # ------------------------------------------------------------------ health
 
     def pools(self) -> list[PoolStats]:
-        return [pool_stats("write", self.primary.engine),
-                *(pool_stats(f"read:{r.name}", r.engine) for r in self.replicas)]
-
-    def _stale(self) -> bool:
-        checked = self.primary.checked_at
-        return checked is None or time.monotonic() - checked > 2 * self.monitor.interval
+        return health.pools(self.primary, self.replicas)
 
     async def health(self) -> ComponentStatus:
         """Overall status from the monitor's last check (runs one if none is recent)."""
-        if self._stale():
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.monitor.timeout):
-                    await self.monitor.check()
-        checks = self.health_checks()
-        primary = checks["write"]
-        healthy = sum(1 for r in self.replicas if r.healthy)
-        if primary.status == "fail":
-            status: Any = "fail"
-            output = primary.output
-        elif healthy < len(self.replicas):
-            status = "warn"
-            output = (f"{len(self.replicas) - healthy} of {len(self.replicas)} replicas out of "
-                      "rotation" + ("; reads on the primary" if not healthy else ""))
-        else:
-            status, output = "pass", None
-        return ComponentStatus(
-            status, component_type="datastore", observed_value=healthy,
-            observed_unit="healthy replicas", output=output,
-            details={name: {"status": c.status, "output": c.output, **c.details}
-                     for name, c in checks.items()},
-        )
+        return await health.overall_health(self.primary, self.replicas,
+                                           interval=self.monitor.interval,
+                                           timeout=self.monitor.timeout, check=self.monitor.check)
 
     def health_checks(self) -> dict[str, ComponentStatus]:
         """One status per pool: ``write`` and ``read:<host:port>`` (cached state, no I/O)."""
-        out: dict[str, ComponentStatus] = {}
-        for node, stats in zip((self.primary, *self.replicas), self.pools(), strict=True):
-            ok = node.healthy
-            if node.role == "primary" and not ok and node.checked_at is None:
-                ok = True  # never checked: no evidence against it
-            out[stats.name] = ComponentStatus(
-                "pass" if ok else ("fail" if node.role == "primary" else "warn"),
-                component_type="datastore", observed_value=stats.in_use,
-                observed_unit="connections in use", output=None if ok else node.reason,
-                details={"server": node.name, "pool_size": stats.size,
-                         "outstanding": node.outstanding, "lag_seconds": node.lag_seconds,
-                         "failovers": node.failovers},
-            )
-        return out
+        return health.health_checks(self.primary, self.replicas)
 
     # ------------------------------------------------------------------ errors
-
-    def _wrap(self, exc: BaseException, what: str) -> DatabaseError:
-        if is_pool_timeout(exc):
-            return DatabaseUnavailable(f"{what}: no pooled connection within {self.pool_timeout}s")
-        if is_connection_error(exc):
-            return DatabaseUnavailable(f"{what}: {type(exc).__name__}: {exc}")
-        return DatabaseError(f"{what}: {type(exc).__name__}: {exc}")
 
     def __repr__(self) -> str:
         return (f"Database({redact_url(self.primary.url.render_as_string(False))!r}, "

@@ -7,6 +7,7 @@ Every pool has a size, no overflow and an acquire timeout, so a burst waits at m
 from __future__ import annotations
 
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,9 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from fleetkit.db.urls import is_sqlite
 
-__all__ = ["READ_ONLY_SQLSTATES", "UNAVAILABLE_SQLSTATES", "PoolStats", "is_connection_error",
-           "is_pool_timeout", "is_read_only_error", "make_engine", "pool_stats", "sqlstate_of"]
+__all__ = ["READ_ONLY_SQLSTATES", "UNAVAILABLE_SQLSTATES", "PoolStats", "discard_connections",
+           "is_connection_error", "is_pool_timeout", "is_read_only_error", "make_engine",
+           "pool_stats", "sqlstate_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +38,44 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
-def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    # A server that stopped (replica restart, failover) closes idle pooled connections; the
-    # driver notices without a round trip, so drop them at checkout instead of failing the
-    # first statement of the next request.
-    raw = getattr(dbapi_connection, "_connection", None)
-    if raw is not None and raw.is_closed():
-        raise DisconnectionError("pooled connection was closed by the server")
+class _Generations:
+    """Which connections of one engine may still be handed out, through public pool events.
+
+    Every new DBAPI connection is stamped (``connect``) with the engine's current generation;
+    :func:`discard_connections` starts a new one, and a checkout of an older connection raises
+    ``DisconnectionError``, which makes the pool invalidate it and connect afresh on the same
+    checkout (SQLAlchemy's documented pessimistic-disconnect hook). Connections checked out at
+    that moment finish their work and are replaced at their next checkout: none is orphaned.
+    """
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current = 0
+
+    def on_connect(self, dbapi_connection: Any, record: Any) -> None:
+        record.info["fleetkit_generation"] = self.current
+
+    def on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("fleetkit_generation") != self.current:
+            raise DisconnectionError("pooled connection was discarded (server failed over)")
+        # A server that stopped (replica restart, failover) closes idle pooled connections; the
+        # driver notices without a round trip, so drop them at checkout instead of failing the
+        # first statement of the next request.
+        raw = getattr(dbapi_connection, "_connection", None)
+        if raw is not None and raw.is_closed():
+            raise DisconnectionError("pooled connection was closed by the server")
+
+
+_GENERATIONS: weakref.WeakKeyDictionary[Any, _Generations] = weakref.WeakKeyDictionary()
+
+
+def discard_connections(engine: AsyncEngine) -> None:
+    """Never hand out a connection of ``engine`` made before now (not a graceful shutdown:
+    idle ones are replaced at their next checkout, busy ones after they are returned)."""
+    generations = _GENERATIONS.get(engine.sync_engine)
+    if generations is not None:
+        generations.current += 1
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
@@ -92,7 +125,9 @@ def make_engine(url: URL, *, pool_size: int, pool_timeout: float, connect_timeou
         options.setdefault("max_overflow", 0)
         options.setdefault("pool_timeout", pool_timeout)
     engine = create_async_engine(url, connect_args=connect_args, **options)
-    event.listen(engine.sync_engine, "checkout", _discard_closed)
+    generations = _GENERATIONS[engine.sync_engine] = _Generations()
+    event.listen(engine.sync_engine, "connect", generations.on_connect)
+    event.listen(engine.sync_engine, "checkout", generations.on_checkout)
     return engine
 
 

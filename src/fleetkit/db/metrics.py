@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 if TYPE_CHECKING:
-    from fleetkit.db.database import Database
+    from fleetkit.db.engines import PoolStats
+    from fleetkit.db.replicas import Node
 
-__all__ = ["ACQUIRE_TIMEOUTS", "FAILOVERS", "PRIMARY_READ_ONLY", "READS", "track"]
+__all__ = ["ACQUIRE_TIMEOUTS", "FAILOVERS", "PRIMARY_READ_ONLY", "READS", "PoolSource", "track"]
+
+
+class PoolSource(Protocol):
+    """What the scrape-time collector reads (``fleetkit.db.Database`` is one)."""
+
+    name: str
+    replicas: list[Node]
+
+    def pools(self) -> list[PoolStats]:
+        """Size and connections in use of every pool."""
 
 READS = Counter(
     "fleetkit_db_reads_total",
@@ -41,7 +52,7 @@ ACQUIRE_TIMEOUTS = Counter(
 
 class _DatabaseCollector(Collector):
     def __init__(self) -> None:
-        self.databases: weakref.WeakSet[Database] = weakref.WeakSet()
+        self.databases: weakref.WeakSet[PoolSource] = weakref.WeakSet()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         in_use = GaugeMetricFamily(
@@ -76,5 +87,5 @@ _COLLECTOR = _DatabaseCollector()
 REGISTRY.register(_COLLECTOR)
 
 
-def track(db: Database) -> None:
+def track(db: PoolSource) -> None:
     _COLLECTOR.databases.add(db)

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -25,10 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fleetkit.db.lsn import parse_lsn
 
-if TYPE_CHECKING:
-    from fleetkit.db.database import Database
-
-__all__ = ["Node", "ReplicaMonitor", "ReplicaProbe", "assess_replica"]
+__all__ = ["MonitoredRouter", "Node", "ReplicaMonitor", "ReplicaProbe", "assess_replica",
+           "least_busy"]
 
 log = logging.getLogger("fleetkit.db")
 
@@ -62,6 +61,15 @@ class Node:
     changed_at: float = field(default_factory=time.monotonic)
     failovers: int = 0
 
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count one connection (being acquired or in use) in ``outstanding`` for the block."""
+        self.outstanding += 1
+        try:
+            yield
+        finally:
+            self.outstanding -= 1
+
     def note_replay(self, lsn: int | None) -> None:
         # Replay only moves forward; keep the freshest value from any probe.
         if lsn is not None and (self.replay_lsn is None or lsn > self.replay_lsn):
@@ -78,6 +86,45 @@ class Node:
             else:
                 log.warning("db %s %s taken out: %s", self.role, self.name, reason)
         return changed
+
+
+def least_busy(replicas: Sequence[Node], start: int, token: int | None,
+               tried: set[int]) -> tuple[Node | None, int]:
+    """(least outstanding connections among healthy, untried replicas, next start index).
+
+    Scanning from ``start`` rotates ties; with a token, replicas already known to have replayed
+    it come first.
+    """
+    count = len(replicas)
+    if not count:
+        return None, start
+    best: Node | None = None
+    best_key: tuple[int, int] = (0, 0)
+    for i in range(count):
+        node = replicas[(start + i) % count]
+        if not node.healthy or id(node) in tried:
+            continue
+        stale = int(token is not None and (node.replay_lsn or 0) < token)
+        key = (stale, node.outstanding)
+        if best is None or key < best_key:
+            best, best_key = node, key
+    return best, (start + 1) % count
+
+
+class MonitoredRouter(Protocol):
+    """What the monitor needs from the router (``fleetkit.db.Database`` is one)."""
+
+    name: str
+    primary: Node
+    replicas: list[Node]
+    embedded: bool
+    max_replica_lag: float
+
+    async def primary_read_only(self, reason: str) -> None:
+        """The primary refused to act as one: mark it and discard its connections."""
+
+    async def discard_connections(self, node: Node) -> None:
+        """Never hand out a connection of ``node`` made before now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +177,7 @@ async def probe_sqlite(engine: AsyncEngine) -> None:
 class ReplicaMonitor:
     """Runs :meth:`check` every ``interval`` seconds until stopped."""
 
-    def __init__(self, db: Database, *, interval: float, timeout: float) -> None:
+    def __init__(self, db: MonitoredRouter, *, interval: float, timeout: float) -> None:
         self.db = db
         self.interval = interval
         self.timeout = timeout
@@ -208,7 +255,7 @@ class ReplicaMonitor:
             node.checked_at = time.monotonic()
             node.lag_seconds = None
             if node.set_state(False, f"unreachable: {type(exc).__name__}: {exc}"):
-                await self.db.drain(node)
+                await self.db.discard_connections(node)
             return
         node.checked_at = time.monotonic()
         node.note_replay(probe.replay_lsn)

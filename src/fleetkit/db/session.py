@@ -7,7 +7,7 @@ write) it reads from the primary for the rest of its life, so it sees its own ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Delete, Insert, Select, Update
 from sqlalchemy.engine import Connection, Engine
@@ -15,10 +15,19 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
 if TYPE_CHECKING:
-    from fleetkit.db.database import Database
     from fleetkit.db.replicas import Node
 
-__all__ = ["RoutedSession"]
+__all__ = ["ReplicaPicker", "RoutedSession"]
+
+
+class ReplicaPicker(Protocol):
+    """What a routed session needs from the router (``fleetkit.db.Database`` is one)."""
+
+    primary: Node
+    replicas: list[Node]
+
+    def pick_replica(self, token: int | None) -> Node | None:
+        """A healthy replica that has replayed ``token`` (by the cached position), or None."""
 
 
 def _needs_primary(clause: ClauseElement | None) -> bool:
@@ -33,7 +42,7 @@ def _needs_primary(clause: ClauseElement | None) -> bool:
 
 
 class RoutedSession(Session):
-    def __init__(self, *, router: Database, token: int | None = None, pinned: bool = False,
+    def __init__(self, *, router: ReplicaPicker, token: int | None = None, pinned: bool = False,
                  **kw: Any) -> None:
         super().__init__(**kw)
         self.router = router
