@@ -47,12 +47,12 @@ def parse_policy_list(value: str) -> list[str]:
     for item in items:
         match = _POLICY_RE.match(item)
         if not match:
-            raise ValueError(f"{item!r} is not a rate limit such as '100/minute'")
+            raise ConfigError(f"{item!r} is not a rate limit such as '100/minute'")
         amount, multiplier = int(match.group(1)), int(match.group(2) or 1)
         if not 1 <= amount <= _MAX_AMOUNT:
-            raise ValueError(f"{item!r}: the number of requests must be 1..{_MAX_AMOUNT}")
+            raise ConfigError(f"{item!r}: the number of requests must be 1..{_MAX_AMOUNT}")
         if not 1 <= multiplier <= _MAX_MULTIPLIER:
-            raise ValueError(f"{item!r}: the window's count must be 1..{_MAX_MULTIPLIER}")
+            raise ConfigError(f"{item!r}: the window's count must be 1..{_MAX_MULTIPLIER}")
     return items
 
 
@@ -240,7 +240,7 @@ class Settings(BaseSettings):
             return None
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         if scheme not in _REDIS_SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
+            raise ConfigError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
         return value
 
     @field_validator("database_url")
@@ -263,7 +263,7 @@ class Settings(BaseSettings):
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError as exc:
-                raise ValueError(f"{item!r} is not an IP network") from exc
+                raise ConfigError(f"{item!r} is not an IP network") from exc
         return value
 
     @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login",
@@ -280,17 +280,17 @@ class Settings(BaseSettings):
         for item in value:
             name, sep, url = item.partition("=")
             if not sep or not name or not url:
-                raise ValueError(f"{redact_text(item)!r} must look like "
-                                 "'eu-west=redis://host:6379'")
+                raise ConfigError(f"{redact_text(item)!r} must look like "
+                                  "'eu-west=redis://host:6379'")
         return value
 
     @field_validator("admin_email")
     @classmethod
     def _check_removed(cls, value: str | None) -> str | None:
         if value:
-            raise ValueError("ADMIN_EMAIL is no longer supported (whoever registered that address "
-                             "first became an admin); create the first admin with "
-                             "`fleetkit admin create EMAIL` and unset ADMIN_EMAIL")
+            raise ConfigError("ADMIN_EMAIL is no longer supported (whoever registered that address "
+                              "first became an admin); create the first admin with "
+                              "`fleetkit admin create EMAIL` and unset ADMIN_EMAIL")
         return None
 
     @field_validator("overload_route_classes")
@@ -300,8 +300,8 @@ class Settings(BaseSettings):
         for item in value:
             prefix, sep, name = item.partition("=")
             if not sep or not prefix.strip().startswith("/") or name.strip().lower() not in classes:
-                raise ValueError(f"{item!r} must look like '/v1/auth/login=critical' (classes: "
-                                 f"{', '.join(classes)})")
+                raise ConfigError(f"{item!r} must look like '/v1/auth/login=critical' (classes: "
+                                  f"{', '.join(classes)})")
         return value
 
     @field_validator("secret_key")
@@ -310,8 +310,8 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         if len(value.get_secret_value()) < 32:
-            raise ValueError("needs at least 32 characters, e.g. the output of "
-                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+            raise ConfigError("needs at least 32 characters, e.g. the output of "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         return value
 
     @model_validator(mode="after")
@@ -329,9 +329,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_pools(self) -> Settings:
         if self.session_absolute_ttl < self.session_idle_ttl:
-            raise ValueError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
+            raise ConfigError("SESSION_ABSOLUTE_TTL must be >= SESSION_IDLE_TTL")
         if self.overload_min_limit > self.overload_max_limit:
-            raise ValueError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
+            raise ConfigError("OVERLOAD_MIN_LIMIT must be <= OVERLOAD_MAX_LIMIT")
         return self
 
     @model_validator(mode="after")
@@ -354,7 +354,7 @@ class Settings(BaseSettings):
                             "instance: it keys session tokens, account hashes and device "
                             "cookies)")
         if problems:
-            raise ValueError("ENVIRONMENT=production refuses:\n  " + "\n  ".join(problems))
+            raise ConfigError("ENVIRONMENT=production refuses:\n  " + "\n  ".join(problems))
         return self
 
     @property
@@ -394,7 +394,7 @@ def redact_url(url: str) -> str:
 def _check_db_scheme(url: str) -> None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _DB_SCHEMES:
-        raise ValueError(f"scheme must be one of {', '.join(_DB_SCHEMES)}")
+        raise ConfigError(f"scheme must be one of {', '.join(_DB_SCHEMES)}")
 
 
 class _IsolatedSettings(Settings):

@@ -2,12 +2,35 @@
 
 Every error fleetkit raises derives from :class:`FleetkitError`. Driver errors (redis-py, asyncpg,
 SQLAlchemy) are wrapped with ``raise XError(...) from exc`` so callers catch one family and still
-see the cause.
+see the cause. Where callers used to catch a builtin (``ValueError`` for bad arguments), the error
+keeps it as a second base. Each package re-exports its own
+(``fleetkit.ratelimit.RateLimitExceeded``)::
+
+    FleetkitError
+    ├── ConfigError (ValueError)          a setting or constructor argument is invalid
+    │   └── MiddlewareOrderError          components wired in the wrong order (start-up)
+    ├── InvalidArgument (ValueError)      a call's argument is invalid (a limit text, an empty key)
+    ├── UsageError (TypeError)            called the wrong way (wrong type, misplaced decorator)
+    ├── ASGIError (RuntimeError)          a scope type an app does not serve, a failed lifespan
+    ├── BackendUnavailable                Redis or PostgreSQL unreachable or timed out
+    │   ├── DatabaseUnavailable (also DatabaseError)
+    │   └── NoHealthyDatabase (also DatabaseError)
+    ├── RedisCommandError                 Redis answered a command with an error
+    ├── RateLimitExceeded                 RateLimiter.acquire() was denied
+    ├── CircuitOpenError                  a circuit breaker refused the call
+    ├── SessionError
+    │   └── SessionLimitExceeded          the per-user cap with on_limit="refuse"
+    ├── AuditError
+    │   └── InvalidAuditEvent (ValueError)
+    └── DatabaseError
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "ASGIError",
     "AuditError",
     "BackendUnavailable",
     "CircuitOpenError",
@@ -15,6 +38,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "FleetkitError",
+    "InvalidArgument",
     "InvalidAuditEvent",
     "MiddlewareOrderError",
     "NoHealthyDatabase",
@@ -22,6 +46,7 @@ __all__ = [
     "RedisCommandError",
     "SessionError",
     "SessionLimitExceeded",
+    "UsageError",
 ]
 
 
@@ -38,6 +63,18 @@ class MiddlewareOrderError(ConfigError):
     (or on the first request when the server runs no lifespan), the message says what to do."""
 
 
+class InvalidArgument(FleetkitError, ValueError):
+    """A call's argument is invalid (not a construction-time setting: see ConfigError)."""
+
+
+class UsageError(FleetkitError, TypeError):
+    """fleetkit was called the wrong way: an argument of the wrong type, a misplaced decorator."""
+
+
+class ASGIError(FleetkitError, RuntimeError):
+    """An ASGI app was given a scope type it does not serve, or its lifespan failed."""
+
+
 class BackendUnavailable(FleetkitError):
     """A datastore (Redis, PostgreSQL) could not be reached or timed out."""
 
@@ -47,11 +84,14 @@ class RedisCommandError(FleetkitError):
 
 
 class RateLimitExceeded(FleetkitError):
-    """A request was denied by the rate limiter."""
+    """A request was denied by the rate limiter (raised by :meth:`RateLimiter.acquire`)."""
 
-    def __init__(self, message: str = "rate limit exceeded", *, retry_after: float | None = None):
+    def __init__(self, message: str = "rate limit exceeded", *, retry_after: float | None = None,
+                 decision: Any = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: The :class:`~fleetkit.ratelimit.Decision` that denied it.
+        self.decision = decision
 
 
 class CircuitOpenError(FleetkitError):

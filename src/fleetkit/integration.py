@@ -4,8 +4,8 @@ and the middleware stack in the one order that works.
 :class:`Fleet` is framework-neutral (pure ASGI); :func:`fleetkit.fastapi.install` plugs it into
 a FastAPI or Starlette app in one call. The order, outermost first::
 
-    overload admission (OVERLOAD_ENABLED) → RequestId → HTTP metrics → health (/health*)
-      → body limit → sessions → rate limit → the app
+    close-while-draining → overload admission (OVERLOAD_ENABLED) → RequestId → HTTP metrics
+      → health (/health*) → body limit → sessions → rate limit → the app
 
 Admission control is outermost so a refusal costs nothing else (it lets probes and /metrics
 through uncounted; docs/overload.md); request ids next so every log line and audit event has
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from fleetkit.health import (
     add_redis_checks,
     component_check,
 )
+from fleetkit.health.shutdown import CloseWhileDraining
 from fleetkit.monitor import SessionMonitor
 from fleetkit.observability import HTTPMetricsMiddleware, RequestIdMiddleware
 from fleetkit.overload import (
@@ -78,6 +79,9 @@ class Fleet:
     db: Database | None = None
     overload: AdmissionController | None = None
     overload_sampler: LoopLagSampler | None = None
+    #: Embedded mode migrates its SQLite file at start-up: ``fleetkit.db.migrate`` by default,
+    #: an app's own (its revisions chained on fleetkit's) when it has tables of its own.
+    embedded_migrate: Callable[[str], Awaitable[Any]] | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -121,6 +125,7 @@ class Fleet:
             overload=overload,
             overload_sampler=build("overload_sampler", lambda: LoopLagSampler(overload)
                                    if overload is not None else None),
+            embedded_migrate=components.get("embedded_migrate"),
         )
         fleet._register_checks()
         return fleet
@@ -194,6 +199,8 @@ class Fleet:
             layers.append((OverloadMiddleware, {
                 "controller": self.overload, "classifier": RouteClassifier.from_settings(s),
                 "sampler": self.overload_sampler, "retry_after": s.overload_retry_after}))
+        # Outermost: while draining, every answer (of any layer) closes its connection.
+        layers.append((CloseWhileDraining, {"registry": self.health}))
         return layers
 
     def wrap(self, app: ASGIApp, **options: Any) -> ASGIApp:
@@ -210,7 +217,7 @@ class Fleet:
 
                 # Embedded mode has no separate migration step: one SQLite file, one process.
                 prepare_data_dir(self.settings)
-                await migrate(self.settings.database_url)
+                await (self.embedded_migrate or migrate)(self.settings.database_url)
             await self.db.start()
         await self.redis.preload()
         await self.breakers.start()  # their home loop: sync calls from threads use this one

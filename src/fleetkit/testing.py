@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fleetkit.config import Settings, load_settings
-from fleetkit.errors import ConfigError
+from fleetkit.errors import ASGIError, ConfigError, InvalidArgument
 from fleetkit.types import ASGIApp, Message
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
-            raise ValueError("a clock does not go back")
+            raise InvalidArgument("a clock does not go back")
         self.now += seconds
 
 
@@ -88,16 +88,16 @@ async def lifespan(app: ASGIApp, *, timeout: float = 30.0) -> AsyncIterator[None
         if getter not in done:
             getter.cancel()
             if task in done and task.exception() is not None:
-                raise RuntimeError(f"lifespan {event} failed: {task.exception()}") \
+                raise ASGIError(f"lifespan {event} failed: {task.exception()}") \
                     from task.exception()
-            raise RuntimeError(f"lifespan {event}: no answer from the app")
+            raise ASGIError(f"lifespan {event}: no answer from the app")
         message = getter.result()
         if message["type"] == f"lifespan.{event}.failed":
             cause = task.exception() if task.done() else None
-            raise RuntimeError(f"lifespan {event} failed: {message.get('message', '')}") \
+            raise ASGIError(f"lifespan {event} failed: {message.get('message', '')}") \
                 from cause
         if message["type"] != f"lifespan.{event}.complete":
-            raise RuntimeError(f"lifespan {event}: unexpected {message['type']}")
+            raise ASGIError(f"lifespan {event}: unexpected {message['type']}")
 
     try:
         await expect("startup")

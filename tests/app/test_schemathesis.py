@@ -67,7 +67,7 @@ def server(request: pytest.FixtureRequest,
     if request.param == "postgresql":
         from redis import Redis
 
-        from fleetkit.db import migrate
+        from fleetkit.app.migrations import migrate
 
         asyncio.run(migrate(PG_PRIMARY_URL))
         with Redis.from_url(env["REDIS_URL"]) as r:

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from fleetkit.app.migrations import migrate
 from fleetkit.audit import AuditConsumer
 from fleetkit.breaker import CircuitBreaker
-from fleetkit.db import migrate
 from fleetkit.redis import create_client
 from tests.docs.runner import ROOT, blocks_of
 from tests.support import PG_PRIMARY_URL, REDIS_URL, free_port, wait_port
@@ -125,7 +125,8 @@ async def _exercise(base: str, redis_url: str) -> None:
 def test_the_integration_app_served_by_uvicorn(tmp_path: Path) -> None:
     redis_url = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{REDIS_DB}"))
     asyncio.run(_flush(redis_url))
-    asyncio.run(migrate(PG_PRIMARY_URL))  # what `fleetkit migrate` does before a deploy
+    # What `fleetkit migrate` does before a deploy (this database holds the service's tables too).
+    asyncio.run(migrate(PG_PRIMARY_URL))
     (tmp_path / "app.py").write_text(_app_source())
     port = free_port()
     env = {k: v for k, v in os.environ.items()

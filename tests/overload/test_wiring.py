@@ -20,7 +20,8 @@ def env(tmp_path: Path, **extra: str) -> dict[str, str]:
 async def test_on_by_default_outermost_with_a_health_check(tmp_path: Path) -> None:
     app = create_app(load_settings(env(tmp_path)), install_signal_handlers=False)
     # add_middleware puts the last added first: admission control runs before anything else.
-    assert [m.cls for m in app.user_middleware[:2]] == [OverloadMiddleware, RequestIdMiddleware]
+    # (CloseWhileDraining, outside it, only adds Connection: close while draining.)
+    assert [m.cls for m in app.user_middleware[1:3]] == [OverloadMiddleware, RequestIdMiddleware]
     async with app.router.lifespan_context(app):
         assert app.state.services.overload_sampler.running
         transport = httpx.ASGITransport(app=app)

@@ -18,6 +18,7 @@ from fleetkit.ratelimit import (
     MemoryRateLimitBackend,
     RateLimitBackend,
     RateLimiter,
+    RateLimitExceeded,
     RedisRateLimitBackend,
 )
 from fleetkit.ratelimit.decision import unpack_reply
@@ -104,3 +105,15 @@ async def test_limiter_all_or_nothing_and_peek(make: Factory, algorithm: str) ->
         await limiter.reset(other, Limit.parse("5/minute"))
         assert (await limiter.peek(other, Limit.parse("5/minute"))).remaining == 5
         assert (await limiter.health()).status == "pass"
+
+
+async def test_acquire_raises_rate_limit_exceeded(make: Factory) -> None:
+    backend = make()
+    async with RateLimiter(backend=backend) as limiter:
+        key, limit = f"user:{uuid.uuid4().hex}", Limit.parse("1/minute")
+        assert (await limiter.acquire(key, limit)).allowed
+        with pytest.raises(RateLimitExceeded) as raised:
+            await limiter.acquire(key, limit, policy="login")
+        assert raised.value.retry_after is not None and raised.value.retry_after > 0
+        assert raised.value.decision is not None and not raised.value.decision.allowed
+        assert "login" in str(raised.value)

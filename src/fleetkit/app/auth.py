@@ -31,7 +31,7 @@ from fleetkit.app.passwords import hash_password, verify_password
 from fleetkit.app.problems import Problem
 from fleetkit.app.routes import Auth, Ctx, Svc, UserOut, _event, _user_out, _write
 from fleetkit.app.services import Services
-from fleetkit.errors import DatabaseError
+from fleetkit.errors import DatabaseError, InvalidArgument
 from fleetkit.ratelimit import Decision, client_ip, problem_body, ratelimit_headers, record_decision
 
 __all__ = ["Credentials", "Registration", "is_common_password", "normalise_email", "router"]
@@ -51,14 +51,14 @@ def normalise_email(value: Any) -> Any:
         return value  # the str type check answers
     email = unicodedata.normalize("NFKC", value).strip()
     if any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in email):
-        raise ValueError("an email must not contain control, formatting (e.g. U+202E) or space "
-                         "characters")
+        raise InvalidArgument("an email must not contain control, formatting (e.g. U+202E) or "
+                              "space characters")
     if _FORBIDDEN.intersection(email):
-        raise ValueError("an email must not contain spaces, quotes, brackets or < > , ; :")
+        raise InvalidArgument("an email must not contain spaces, quotes, brackets or < > , ; :")
     local, at, domain = email.rpartition("@")
     if (not at or not local or "@" in local or len(local) > 64 or not domain
             or len(domain) > 255 or "." not in domain.strip(".")):
-        raise ValueError("not an email address (name@domain.example)")
+        raise InvalidArgument("not an email address (name@domain.example)")
     return f"{local}@{domain}".lower()
 
 
@@ -85,7 +85,7 @@ class Registration(Credentials):
     @classmethod
     def _not_common(cls, value: str) -> str:
         if is_common_password(value):
-            raise ValueError("this password is one of the most common ones; choose another")
+            raise InvalidArgument("this password is one of the most common ones; choose another")
         return value
 
 

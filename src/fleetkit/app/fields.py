@@ -19,6 +19,8 @@ from typing import Annotated
 from annotated_types import Interval
 from pydantic import AfterValidator, StringConstraints
 
+from fleetkit.errors import InvalidArgument
+
 __all__ = ["BIGINT_MAX", "DbId", "DbOffset", "EventIdText", "SafeText", "check_safe_text"]
 
 BIGINT_MAX = 2**63 - 1
@@ -28,7 +30,7 @@ _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 def check_safe_text(value: str) -> str:
     """``value`` unchanged, or ValueError when it holds NUL or a lone surrogate."""
     if _UNSAFE.search(value) is not None:
-        raise ValueError("text must not contain NUL characters or unpaired surrogates")
+        raise InvalidArgument("text must not contain NUL characters or unpaired surrogates")
     return value
 
 

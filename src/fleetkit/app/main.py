@@ -19,31 +19,22 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.routing import Route
 
 from fleetkit.app.admin import router as admin_router
 from fleetkit.app.auth import router as auth_router
 from fleetkit.app.guard import ProtocolGuardMiddleware
-from fleetkit.app.problems import BodyLimitMiddleware, install_problem_handlers
+from fleetkit.app.problems import install_problem_handlers
 from fleetkit.app.routes import router
 from fleetkit.app.services import Services
 from fleetkit.config import Settings, load_settings
-from fleetkit.fastapi import document_problems
-from fleetkit.health.asgi import HealthMiddleware
-from fleetkit.health.shutdown import CloseWhileDraining, drain_on_signal
+from fleetkit.fastapi import install
 from fleetkit.observability import (
-    HTTPMetricsMiddleware,
-    MetricsApp,
-    RequestIdMiddleware,
     configure_logging,
 )
-from fleetkit.overload import OverloadMiddleware, RouteClassifier
-from fleetkit.ratelimit import Policy, RateLimitMiddleware, ip_key, user_key
-from fleetkit.sessions import SessionMiddleware
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -63,23 +54,16 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
     processes that build many apps (tests): frozen objects are never freed.
     """
     services = Services.build(settings)
+    assert services.fleet is not None
+    fleet = services.fleet
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
+        # Runs inside the fleet's lifespan (install): every component has started.
         if freeze_gc:
             gc.collect()
             gc.freeze()
-        restore: Callable[[], None] | None = None
-        if install_signal_handlers:
-            restore = drain_on_signal(services.health, delay=settings.shutdown_delay)
-        try:
-            yield
-        finally:
-            services.health.begin_shutdown()
-            if restore is not None:
-                restore()
-            await services.aclose()
+        yield
 
     app = FastAPI(
         title="fleetkit reference service",
@@ -95,47 +79,21 @@ def create_app(settings: Settings, *, install_signal_handlers: bool = True,
         # FastAPI's built-in OpenTelemetry layer is off: the service exports Prometheus metrics
         # and JSON logs, and the layer's per-request provider checks cost ~3% of a request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
-        # A Route (not a Mount): Mount would redirect /metrics to /metrics/.
-        routes=[Route("/metrics", MetricsApp(multiproc_dir=settings.prometheus_multiproc_dir),
-                      methods=["GET", "HEAD"], include_in_schema=False)],
     )
     app.state.services = services
     app.state.settings = settings
     app.include_router(router)
     app.include_router(auth_router)
     app.include_router(admin_router)
+    # The library's one integration call, as any user's app makes it: the middleware in order
+    # (see the module docstring), start-up and shutdown in the lifespan, /metrics as a Route,
+    # OpenAPI problem responses. Then the service's own problem handlers (they win).
+    install(app, fleet=fleet, login_path="/v1/auth/login",
+            exempt=("/metrics", "/docs", "/openapi.json"), version="0.1.0",
+            drain_signals=install_signal_handlers,
+            guards=[(ProtocolGuardMiddleware, {"max_header_bytes": settings.max_header_bytes,
+                                               "max_header_count": settings.max_header_count})])
     install_problem_handlers(app)
-    document_problems(app)  # 401/403 on protected routes, 429/503 everywhere, in OpenAPI
-
-    trusted = list(settings.trusted_proxies)
-    policies = [
-        Policy("ip", settings.rate_limit_ip, key=ip_key(trusted)),
-        Policy("user", settings.rate_limit_user, key=user_key),
-        Policy("login", settings.rate_limit_login, key=ip_key(trusted), path="/v1/auth/login",
-               methods=frozenset({"POST"})),
-    ]
-    # add_middleware wraps: the last added is the outermost.
-    app.add_middleware(RateLimitMiddleware, limiter=services.limiter, policies=policies,
-                       shadow=settings.rate_limit_shadow, exempt=("/metrics", "/docs",
-                                                                  "/openapi.json"))
-    app.add_middleware(SessionMiddleware, store=services.sessions,
-                       cookie_name=settings.session_cookie_name,
-                       cookie_secure=settings.session_cookie_secure)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(HealthMiddleware, registry=services.health,
-                       show_details=settings.health_show_details,
-                       service_id=settings.instance_id, version="0.1.0")
-    app.add_middleware(ProtocolGuardMiddleware, max_header_bytes=settings.max_header_bytes,
-                       max_header_count=settings.max_header_count)
-    app.add_middleware(HTTPMetricsMiddleware, exclude=("/metrics",))
-    app.add_middleware(RequestIdMiddleware)
-    if settings.overload_enabled:
-        app.add_middleware(OverloadMiddleware, controller=services.overload,
-                           classifier=RouteClassifier.from_settings(settings),
-                           sampler=services.overload_sampler,
-                           retry_after=settings.overload_retry_after)
-    # Outermost: while draining, every answer (of any layer) closes its connection.
-    app.add_middleware(CloseWhileDraining, registry=services.health)
     return app
 
 

@@ -23,6 +23,7 @@ from fleetkit.audit.producer import AuditLog
 from fleetkit.audit.schema import install, prune
 from fleetkit.audit.sink import SqliteSink, WriteResult
 from fleetkit.audit.verify import VerifyResult, verify_postgres, verify_sqlite
+from fleetkit.errors import AuditError, InvalidAuditEvent
 
 if TYPE_CHECKING:
     from fleetkit.audit.consumer import AuditConsumer
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditConsumer",
+    "AuditError",
     "AuditEvent",
     "AuditLog",
+    "InvalidAuditEvent",
     "Outcome",
     "PostgresSink",
     "SqliteSink",

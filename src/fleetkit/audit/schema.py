@@ -19,6 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+from fleetkit.errors import ConfigError
+
 __all__ = [
     "CANON_SQL",
     "add_months",
@@ -51,7 +53,7 @@ CANON_SQL = (
 def qident(schema: str) -> str:
     """Quote a schema name after checking it is a plain lower-case identifier."""
     if not _IDENT_RE.fullmatch(schema):
-        raise ValueError(f"invalid schema name {schema!r}: use [a-z_][a-z0-9_]*")
+        raise ConfigError(f"invalid schema name {schema!r}: use [a-z_][a-z0-9_]*")
     return f'"{schema}"'
 
 
@@ -142,7 +144,7 @@ def parse_age(text: str) -> timedelta:
     """``"400d"``, ``"12h"``, ``"90m"`` or ``"3600s"`` → timedelta."""
     m = re.fullmatch(r"\s*(\d+)\s*([dhms])\s*", text)
     if not m:
-        raise ValueError(f"{text!r} is not an age such as '400d'")
+        raise ConfigError(f"{text!r} is not an age such as '400d'")
     n, unit = int(m.group(1)), m.group(2)
     return timedelta(**{{"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}[unit]: n})
 

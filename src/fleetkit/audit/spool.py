@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
-from fleetkit.errors import AuditError
+from fleetkit.errors import AuditError, ConfigError
 
 __all__ = ["DiskSpool", "FsyncPolicy", "read_records"]
 
@@ -69,7 +69,7 @@ class DiskSpool:
     def __init__(self, base: Path, *, fsync: FsyncPolicy = "always",
                  segment_bytes: int = 64 * 1024 * 1024) -> None:
         if fsync not in ("always", "never"):
-            raise ValueError("fsync must be 'always' or 'never'")
+            raise ConfigError("fsync must be 'always' or 'never'")
         self.base = Path(base)
         self.fsync = fsync
         self.segment_bytes = segment_bytes

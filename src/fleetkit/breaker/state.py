@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from fleetkit.errors import ConfigError
+
 __all__ = ["STATES", "Batch", "Snapshot", "State"]
 
 State = Literal["closed", "open", "half_open", "forced_open", "disabled"]
@@ -33,7 +35,7 @@ class Snapshot:
         text = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
         state = text[0]
         if state not in STATES:
-            raise ValueError(f"unknown breaker state {state!r}")
+            raise ConfigError(f"unknown breaker state {state!r}")
         return cls(state, int(text[1]), int(text[2]), int(text[3]) / 1000,
                    text[4], text[5] == "1")
 

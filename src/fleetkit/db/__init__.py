@@ -44,10 +44,14 @@ from fleetkit.db.lsn import format_lsn, parse_lsn
 from fleetkit.db.migrate import MigrationResult, head_revision, migrate
 from fleetkit.db.replicas import Node
 from fleetkit.db.urls import normalize_url
+from fleetkit.errors import DatabaseError, DatabaseUnavailable, NoHealthyDatabase
 
 __all__ = [
     "Database",
+    "DatabaseError",
+    "DatabaseUnavailable",
     "MigrationResult",
+    "NoHealthyDatabase",
     "Node",
     "PoolStats",
     "format_lsn",

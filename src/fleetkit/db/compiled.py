@@ -9,6 +9,8 @@ from typing import Any, cast
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
 from sqlalchemy.sql.base import Executable
 
+from fleetkit.errors import UsageError
+
 __all__ = ["StatementCache"]
 
 _PG_DIALECT: Any = _asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -32,8 +34,8 @@ class StatementCache:
         entry = self._compiled.get(statement)
         if entry is None:
             if not isinstance(statement, Executable):
-                raise TypeError(f"fetch_all() takes a SQLAlchemy Core statement, not "
-                                f"{type(statement).__name__}")
+                raise UsageError(f"fetch_all() takes a SQLAlchemy Core statement, not "
+                                 f"{type(statement).__name__}")
             compiled = cast(Any, statement).compile(dialect=_PG_DIALECT)
             entry = self._compiled[statement] = (compiled.string, compiled)
             if len(self._compiled) > self._size:  # statements built per call: stay bounded

@@ -6,6 +6,8 @@ a cookie as is; :func:`parse_lsn` turns it into an ``int`` for comparisons.
 
 from __future__ import annotations
 
+from fleetkit.errors import InvalidArgument
+
 __all__ = ["format_lsn", "parse_lsn"]
 
 
@@ -13,7 +15,7 @@ def parse_lsn(text: str) -> int:
     """``"16/B374D848"`` → ``0x16B374D848``; raises ``ValueError`` on anything else."""
     high, sep, low = text.strip().partition("/")
     if not sep or not high or not low:
-        raise ValueError(f"{text!r} is not a PostgreSQL LSN such as '16/B374D848'")
+        raise InvalidArgument(f"{text!r} is not a PostgreSQL LSN such as '16/B374D848'")
     return (int(high, 16) << 32) | int(low, 16)
 
 

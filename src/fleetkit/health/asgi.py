@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from fleetkit.errors import ASGIError
 from fleetkit.health.registry import HealthRegistry, HealthReport, Kind
 from fleetkit.types import ASGIApp, Receive, Scope, Send
 
@@ -82,7 +83,7 @@ class HealthEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            raise RuntimeError("health endpoints only serve HTTP")
+            raise ASGIError("health endpoints only serve HTTP")
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, b'{"status":"fail","output":"method not allowed"}',

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fleetkit.errors import ConfigError
 from fleetkit.health import metrics as m
 from fleetkit.health.liveness import LivenessCallback, LoopLagMonitor
 from fleetkit.health.status import ComponentStatus, Status
@@ -116,7 +117,7 @@ class HealthRegistry:
                  recover_after: int = 2, loop_lag_warn: float = 0.25, loop_lag_fail: float = 5.0
                  ) -> None:
         if interval <= 0 or deadline <= 0 or fail_after < 1 or recover_after < 1:
-            raise ValueError("interval and deadline must be > 0, thresholds >= 1")
+            raise ConfigError("interval and deadline must be > 0, thresholds >= 1")
         self.interval = interval
         self.deadline = deadline
         self.fail_after = fail_after
@@ -140,9 +141,9 @@ class HealthRegistry:
             fail_after: int | None = None, recover_after: int | None = None) -> None:
         """Register ``check`` (an async callable returning :class:`ComponentStatus`)."""
         if name in self._checks:
-            raise ValueError(f"health check {name!r} is already registered")
+            raise ConfigError(f"health check {name!r} is already registered")
         if ":" in name or ":" in measurement:
-            raise ValueError("check and measurement names must not contain ':'")
+            raise ConfigError("check and measurement names must not contain ':'")
         self._checks[name] = _Check(
             name, check, measurement=measurement, component_type=component_type,
             critical=critical, timeout=timeout,

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
+from fleetkit.errors import ConfigError
 from fleetkit.health import ComponentStatus
 from fleetkit.keys import SESSIONS_PREFIX
 from fleetkit.monitor import metrics as m
@@ -61,7 +62,7 @@ class SessionMonitor:
         scan_count: int = 500,
     ) -> None:
         if heartbeat_timeout <= heartbeat_interval:
-            raise ValueError("heartbeat_timeout must exceed heartbeat_interval")
+            raise ConfigError("heartbeat_timeout must exceed heartbeat_interval")
         self.config = None if redis_url is None else WorkerConfig(
             redis_url=redis_url, prefix=prefix, instance_id=instance_id, interval=interval,
             heartbeat_interval=heartbeat_interval,

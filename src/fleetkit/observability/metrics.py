@@ -25,6 +25,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from fleetkit.errors import ASGIError, ConfigError
 from fleetkit.types import Receive, Scope, Send
 
 __all__ = ["MetricsApp", "mark_process_dead", "prepare_multiproc_dir", "render_metrics"]
@@ -58,13 +59,13 @@ class MetricsApp:
     def __init__(self, *, multiproc_dir: Path | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         if multiproc_dir is not None and not os.path.isdir(multiproc_dir):
-            raise ValueError(f"prometheus multiprocess directory {multiproc_dir} does not exist")
+            raise ConfigError(f"prometheus multiprocess directory {multiproc_dir} does not exist")
         self.multiproc_dir = multiproc_dir
         self.registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            raise RuntimeError("the metrics endpoint only serves HTTP")
+            raise ASGIError("the metrics endpoint only serves HTTP")
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
             await send({"type": "http.response.start", "status": 405,

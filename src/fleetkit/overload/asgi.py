@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import orjson
 
+from fleetkit.errors import ConfigError
 from fleetkit.overload import metrics
 from fleetkit.overload.admission import ADMITTED, REFUSED, AdmissionController, Priority
 from fleetkit.overload.classify import RouteClassifier
@@ -55,7 +56,7 @@ class OverloadMiddleware:
                  classifier: Callable[[Scope], Priority] | None = None,
                  sampler: LoopLagSampler | None = None, retry_after: int = 3) -> None:
         if retry_after < 1:
-            raise ValueError("retry_after must be >= 1")
+            raise ConfigError("retry_after must be >= 1")
         self.app = app
         self.controller = controller
         self.classifier = classifier or RouteClassifier()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 
+from fleetkit.errors import ConfigError
 from fleetkit.overload.admission import AdmissionController
 
 __all__ = ["LoopLagSampler"]
@@ -23,7 +24,7 @@ class LoopLagSampler:
 
     def __init__(self, controller: AdmissionController, *, interval: float = 0.01) -> None:
         if not interval > 0:
-            raise ValueError("interval must be > 0")
+            raise ConfigError("interval must be > 0")
         self.controller = controller
         self.interval = interval
         self._task: asyncio.Task[None] | None = None

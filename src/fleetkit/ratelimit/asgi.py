@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from fleetkit.errors import MiddlewareOrderError
+from fleetkit.errors import ConfigError, MiddlewareOrderError
 from fleetkit.ratelimit import metrics
 from fleetkit.ratelimit.keys import KeyFunc, ip_key, user_key
 from fleetkit.ratelimit.limiter import Decision, RateLimiter
@@ -68,7 +68,7 @@ class Policy:
         if self.methods is not None:
             object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
         if not self.name or _TOKEN.search(self.name):
-            raise ValueError(f"policy name {self.name!r} must be a simple token")
+            raise ConfigError(f"policy name {self.name!r} must be a simple token")
 
     @property
     def parsed(self) -> tuple[Limit, ...]:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.exceptions import HTTPException
 
+from fleetkit.errors import UsageError
 from fleetkit.ratelimit.asgi import problem_body, ratelimit_headers, record_decision
 from fleetkit.ratelimit.keys import KeyFunc, ip_key
 from fleetkit.ratelimit.limiter import Decision, RateLimiter
@@ -131,7 +132,7 @@ def _refuse_registered(func: Callable[..., Any]) -> None:
                               for r in gc.get_referrers(h))]
     for obj in candidates:
         if isinstance(obj, APIRoute | Route) and getattr(obj, "endpoint", None) is func:
-            raise TypeError(
+            raise UsageError(
                 f"rate_limited(...) is above the route decorator of {func.__qualname__} "
                 f"({obj.path}): the route is already registered and would not be limited. "
                 "Put @rate_limited(...) under @app.get(...)/@router.post(...), or pass "

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
-from fleetkit.errors import ConfigError
+from fleetkit.errors import ConfigError, InvalidArgument, RateLimitExceeded
 from fleetkit.health import ComponentStatus
 from fleetkit.keys import (
     RATELIMIT_ALGORITHM_TAGS,
@@ -186,6 +186,18 @@ class RateLimiter:
         """Consume from every limit in one script, or from none of them if any is exhausted."""
         return await self._check(key, tuple(limits), cost, False, policy)
 
+    async def acquire(self, key: str, limits: Limit | Sequence[Limit], *, cost: int = 1,
+                      policy: str = "default") -> Decision:
+        """:meth:`hit_many` that raises :class:`~fleetkit.errors.RateLimitExceeded` (with the
+        decision and its ``retry_after``) when denied, for code that treats a denial as an
+        error rather than a value."""
+        limits = (limits,) if isinstance(limits, Limit) else tuple(limits)
+        decision = await self._check(key, limits, cost, False, policy)
+        if not decision.allowed:
+            raise RateLimitExceeded(f"rate limit exceeded for policy {policy!r}",
+                                    retry_after=decision.retry_after, decision=decision)
+        return decision
+
     async def hit_all(self, calls: Sequence[tuple[str, Sequence[Limit], int, str]]
                       ) -> list[Decision]:
         """Several independent ``hit_many`` decisions, ``(key, limits, cost, policy)`` each.
@@ -288,7 +300,7 @@ class RateLimiter:
 
     def _keys(self, key: str, limits: tuple[Limit, ...]) -> list[str]:
         if not key:
-            raise ConfigError("the rate limit key must not be empty")
+            raise InvalidArgument("the rate limit key must not be empty")
         base = self._base + escape_tag(key) + self._end
         return [base + lim.suffix for lim in limits]
 
@@ -314,9 +326,9 @@ class RateLimiter:
                dry: bool) -> Decision | _Pending:
         """Decide now (cache, fallback) or queue the decision in the backend and say so."""
         if not 0 <= cost < 2**31:  # the scripts take an int32
-            raise ConfigError(f"cost must be between 0 and 2**31 - 1, got {cost}")
+            raise InvalidArgument(f"cost must be between 0 and 2**31 - 1, got {cost}")
         if not limits:
-            raise ConfigError("at least one limit is required")
+            raise InvalidArgument("at least one limit is required")
         keys = self._keys(key, limits)
         if self._denied and not dry and self._deny is not None:
             cached = self._deny.lookup(keys, limits, cost)

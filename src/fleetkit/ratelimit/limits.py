@@ -6,6 +6,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from fleetkit.errors import ConfigError
+
 __all__ = ["Limit", "parse_limits"]
 
 HEADER = struct.Struct("<ibq")
@@ -32,10 +34,10 @@ class Limit:
 
     def __post_init__(self) -> None:
         if self.amount < 1:
-            raise ValueError(f"a limit's amount must be >= 1, got {self.amount}")
+            raise ConfigError(f"a limit's amount must be >= 1, got {self.amount}")
         window_ms = round(self.window * 1000)
         if window_ms < 1:
-            raise ValueError(f"a limit's window must be >= 1 ms, got {self.window}")
+            raise ConfigError(f"a limit's window must be >= 1 ms, got {self.window}")
         object.__setattr__(self, "window_ms", window_ms)
         object.__setattr__(self, "suffix", f":{window_ms}:{self.amount}")
         # The scripts' binary argument (see prologue.lua): int64 window_ms, int64 amount, after a
@@ -50,7 +52,7 @@ class Limit:
         """``"100/minute"``, ``"10 per 1 second"``, ``"5/10s"``, ``"1000 per hour"``."""
         match = _RE.match(text)
         if match is None:
-            raise ValueError(f"{text!r} is not a rate limit such as '100/minute'")
+            raise ConfigError(f"{text!r} is not a rate limit such as '100/minute'")
         amount, count, unit = match.groups()
         return cls(int(amount), int(count or 1) * _UNITS[unit.lower()], name)
 
@@ -69,9 +71,9 @@ def parse_limits(spec: str | Limit | list[Limit] | tuple[Limit, ...]) -> tuple[L
     if isinstance(spec, str):
         items = [p for p in re.split(r"[;,]", spec) if p.strip()]
         if not items:
-            raise ValueError("empty rate limit policy")
+            raise ConfigError("empty rate limit policy")
         return tuple(Limit.parse(p) for p in items)
     limits = tuple(spec)
     if not limits or not all(isinstance(x, Limit) for x in limits):
-        raise ValueError("expected one or more Limit objects")
+        raise ConfigError("expected one or more Limit objects")
     return limits

@@ -74,6 +74,8 @@ class MemoryRateLimitBackend:
 
     def __init__(self, *, algorithm: Algorithm = "sliding_window",
                  max_keys: int = 100_000) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ConfigError(f"unknown algorithm {algorithm!r}; use one of {sorted(ALGORITHMS)}")
         self.store = MemoryStore(max_keys=max_keys)
         self._evaluate = ALGORITHMS[algorithm]
         self._instances: dict[str, int] = {}  # heartbeat set: instance id -> expiry (ms)

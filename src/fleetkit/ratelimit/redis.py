@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from fleetkit.errors import ConfigError
 from fleetkit.ratelimit.backend import Algorithm
 from fleetkit.redis import Coalescer, CoalescerConfig, Script
 
@@ -49,6 +50,8 @@ class RedisRateLimitBackend:
 
     def __init__(self, client: Any, *, algorithm: Algorithm = "sliding_window",
                  coalescer: Coalescer | None = None) -> None:
+        if algorithm not in SCRIPTS:
+            raise ConfigError(f"unknown algorithm {algorithm!r}; use one of {sorted(SCRIPTS)}")
         self.client = client
         self.script = SCRIPTS[algorithm]
         self._own_coalescer = coalescer is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fleetkit.errors import BackendUnavailable, RedisCommandError
 from fleetkit.redis.clients import ROLES, PingResult, RedisClients, Role
 from fleetkit.redis.coalescer import Coalescer, CoalescerConfig
 from fleetkit.redis.connect import AnyRedis, ClientOptions, create_client
@@ -11,11 +12,13 @@ from fleetkit.redis.stats import role_stats
 __all__ = [
     "ROLES",
     "AnyRedis",
+    "BackendUnavailable",
     "ClientOptions",
     "Coalescer",
     "CoalescerConfig",
     "PingResult",
     "RedisClients",
+    "RedisCommandError",
     "Role",
     "Script",
     "create_client",

@@ -24,7 +24,7 @@ from prometheus_client import Histogram
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from fleetkit.errors import RedisCommandError
+from fleetkit.errors import ConfigError, RedisCommandError
 from fleetkit.redis.scripts import EncodedArg, Script, wrap_redis_error
 from fleetkit.redis.stats import role_stats
 
@@ -71,7 +71,7 @@ class Coalescer:
     def __init__(self, client: Any, *, max_batch: int = 512, max_inflight: int = 4,
                  merge: bool = True) -> None:
         if max_batch < 1 or max_inflight < 1:
-            raise ValueError("max_batch and max_inflight must be >= 1")
+            raise ConfigError("max_batch and max_inflight must be >= 1")
         self.client = client
         self.role: str = getattr(client, "fleetkit_role", "main")
         self._cluster = isinstance(client, RedisCluster)

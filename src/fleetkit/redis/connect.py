@@ -70,7 +70,7 @@ def parse_hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
             host, port = part, default_port
         hosts.append((host, port))
     if not hosts:
-        raise ValueError("no host")
+        raise ConfigError("no host")
     return hosts
 
 
@@ -78,7 +78,7 @@ def _split_url(url: str) -> tuple[str, str | None, str | None, str, str, dict[st
     """Split into scheme, user, password, hosts, path, query options (urlsplit rejects a,b)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError("missing scheme")
+        raise ConfigError("missing scheme")
     rest, _, query = rest.partition("?")
     netloc, slash, path = rest.partition("/")
     user = password = None
@@ -137,7 +137,7 @@ def create_client(
         elif scheme in ("redis+sentinel", "rediss+sentinel"):
             parts = [p for p in path.split("/") if p]
             if not parts:
-                raise ValueError("missing the sentinel service name: redis+sentinel://h:26379/name")
+                raise ConfigError("missing the sentinel service name: redis+sentinel://h:26379/name")
             service = parts[0]
             db = int(parts[1]) if len(parts) > 1 else int(query.pop("db", 0))
             sentinel_kwargs = {"socket_timeout": opts.socket_timeout,
@@ -150,7 +150,7 @@ def create_client(
                                          **tls)
             client.fleetkit_owned = tuple(sentinel.sentinels)
         else:
-            raise ValueError(f"unsupported scheme {scheme!r}")
+            raise ConfigError(f"unsupported scheme {scheme!r}")
     except (ValueError, TypeError) as exc:
         shown = redact_url(url)
         raise ConfigError(f"invalid Redis URL for role {role!r} ({shown}): {exc}") from exc

@@ -22,6 +22,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from fleetkit.errors import ConfigError
+
 __all__ = ["COMMAND_SECONDS", "InstrumentedCluster", "InstrumentedRedis", "RoleStats", "role_stats"]
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -108,6 +110,12 @@ class InstrumentedCluster(RedisCluster):
     """``redis.asyncio.RedisCluster`` that records latency and errors for its role."""
 
     fleetkit_role: str = "main"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except Exception as exc:  # the driver refuses its arguments (no nodes, bad options)
+            raise ConfigError(f"Redis Cluster client: {exc}") from exc
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         stats = role_stats(self.fleetkit_role)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from fleetkit.errors import ConfigError
+from fleetkit.errors import InvalidArgument
 
 __all__ = ["Session", "SessionInfo", "decode_data", "encode_data", "text"]
 
@@ -57,7 +57,7 @@ def encode_data(data: Mapping[str, Any]) -> list[str | bytes]:
     out: list[str | bytes] = []
     for name, value in data.items():
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"session data key {name!r} must be a non-empty str")
+            raise InvalidArgument(f"session data key {name!r} must be a non-empty str")
         out += ["." + name, orjson.dumps(value)]
     return out
 

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from fleetkit.errors import BackendUnavailable, SessionLimitExceeded
+from fleetkit.errors import BackendUnavailable, ConfigError, InvalidArgument, SessionLimitExceeded
 from fleetkit.health import ComponentStatus
 from fleetkit.keys import SESSION as _S
 from fleetkit.keys import SESSION_INDEX as _U
@@ -83,13 +83,13 @@ class SessionStore:
         stale_max_age: float = 300.0, name: str = "sessions",
     ) -> None:
         if idle_ttl <= 0 or absolute_ttl < idle_ttl:
-            raise ValueError("need 0 < idle_ttl <= absolute_ttl")
+            raise ConfigError("need 0 < idle_ttl <= absolute_ttl")
         if max_per_user < 1:
-            raise ValueError("max_per_user must be >= 1")
+            raise ConfigError("max_per_user must be >= 1")
         if on_limit not in ("evict_oldest", "refuse"):
-            raise ValueError("on_limit must be 'evict_oldest' or 'refuse'")
+            raise ConfigError("on_limit must be 'evict_oldest' or 'refuse'")
         if "{" in prefix or "}" in prefix:
-            raise ValueError("prefix must not contain hash-tag braces")
+            raise ConfigError("prefix must not contain hash-tag braces")
         self.idle_ms = int(idle_ttl * 1000)
         self.abs_ms = int(absolute_ttl * 1000)
         self.max_per_user = max_per_user
@@ -195,7 +195,7 @@ class SessionStore:
                      user_agent: str = "") -> Session:
         """Start a session; at ``max_per_user`` evict the oldest or raise SessionLimitExceeded."""
         if not user_id:
-            raise ValueError("user_id must not be empty")
+            raise InvalidArgument("user_id must not be empty")
         route = make_route(user_id, self._routing_key)
         tok = new_token(self.region, route)
         sid, base = tok.sid, self._base(route)
