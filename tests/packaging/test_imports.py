@@ -37,3 +37,21 @@ def test_the_blocker_blocks() -> None:
     done = subprocess.run([sys.executable, "-c", BLOCKER, "fleetkit.app"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode != 0 and "is an extra" in done.stderr
+
+
+def test_the_fastapi_integration_needs_only_the_fastapi_extra() -> None:
+    """`pip install 'fleetkit[fastapi]'`: install() works without the ORM, drivers, server."""
+    code = BLOCKER.replace(
+        'BLOCKED = {"fastapi", "starlette", ', 'BLOCKED = {').replace(
+        '"argon2", "httpx", ', '"argon2", ') + """
+from fastapi import FastAPI
+from fleetkit.fastapi import install
+from fleetkit.config import load_settings
+fleet = install(FastAPI(), load_settings(env={}))
+assert fleet.db is None
+print("installed")
+"""
+    done = subprocess.run([sys.executable, "-c", code, "fleetkit.fastapi", "fleetkit.testing"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["imported", "2", "installed"]
