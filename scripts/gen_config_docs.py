@@ -53,6 +53,10 @@ NOTES: dict[str, str] = {
     "rate_limit_ip": "Limits per client IP (policy list, e.g. `20/second;1000/hour`).",
     "rate_limit_user": "Limits per authenticated user.",
     "rate_limit_login": "Limits on login attempts per IP (brute-force protection).",
+    "rate_limit_login_account_ip": "Login attempts on one account from one address.",
+    "rate_limit_login_account": "Login attempts on one account from addresses and devices not "
+                                "known to it (docs/security.md, \"Login protection\").",
+    "rate_limit_login_device": "Login attempts from one signed device cookie.",
     "rate_limit_algorithm": "Redis Lua algorithm used by every policy.",
     "rate_limit_failure_mode": "What decides while Redis is unreachable: `local` (in-memory, "
                                "limits divided by live instances), `open` (allow), `closed` "

@@ -22,7 +22,8 @@ SERVER_EXTRA = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "argon2")
 # ``register(sub: argparse._SubParsersAction) -> dict[str, Handler]``; the key is the subcommand
 # name as stored in ``args.command``. One line per component here.
 COMMAND_MODULES: list[str] = [
-    "fleetkit.health.cli", "fleetkit.db.cli", "fleetkit.audit.cli", "fleetkit.app.cli",
+    # fleetkit.app.cli also registers fleetkit.db.cli's ``migrate``, with the app's revisions.
+    "fleetkit.health.cli", "fleetkit.audit.cli", "fleetkit.app.cli",
 ]
 
 

@@ -43,7 +43,7 @@ def migrated() -> None:
     """``fleetkit migrate`` on the test primary, once (it is idempotent and advisory-locked)."""
     import asyncio
 
-    from fleetkit.db import migrate
+    from fleetkit.app.migrations import migrate
 
     asyncio.run(migrate(PG_PRIMARY_URL))
 

@@ -109,6 +109,9 @@ def test_protocol_limits_on_the_real_server(served: str) -> None:
         assert r.json()["type"] == "body-too-large"
 
 
+_KEY = "k" * 40
+
+
 @pytest.mark.parametrize(("extra", "named", "secret"), [
     ({"RATE_LIMIT_IP": "0/second"}, "RATE_LIMIT_IP", None),
     ({"RATE_LIMIT_USER": "5/0minute"}, "RATE_LIMIT_USER", None),
@@ -117,9 +120,10 @@ def test_protocol_limits_on_the_real_server(served: str) -> None:
     ({"REDIS_URL": "foo://:se/cret@127.0.0.1:1"}, "REDIS_URL", "se/cret"),
     ({"REDIS_URL": "foo://user:p@ss@127.0.0.1:1"}, "REDIS_URL", "p@ss"),
     ({"SESSION_COOKIE_NAME": "a;b"}, "SESSION_COOKIE_NAME", None),
-    ({"ENVIRONMENT": "production"}, "SESSION_COOKIE_SECURE", None),
-    ({"ENVIRONMENT": "production", "SESSION_COOKIE_SECURE": "true"}, "DATABASE_URL", None),
-    ({"ENVIRONMENT": "production", "SESSION_COOKIE_SECURE": "true",
+    ({"ENVIRONMENT": "production", "SECRET_KEY": _KEY}, "SESSION_COOKIE_SECURE", None),
+    ({"ENVIRONMENT": "production", "SECRET_KEY": _KEY, "SESSION_COOKIE_SECURE": "true"},
+     "DATABASE_URL", None),
+    ({"ENVIRONMENT": "production", "SECRET_KEY": _KEY, "SESSION_COOKIE_SECURE": "true",
       "DATABASE_URL": "postgresql+asyncpg://u:dbpass@127.0.0.1:1/x"}, "REDIS_URL", "dbpass"),
 ])
 def test_bad_settings_stop_serve_naming_the_setting(tmp_path: Path, extra: dict[str, str],

@@ -1,4 +1,5 @@
-"""``fleetkit admin create EMAIL``: the first admin, with a password typed or piped in."""
+"""``fleetkit admin create EMAIL``: the first admin, with a password typed or piped in; and
+``fleetkit migrate`` with the reference service's own revisions (``fleetkit.app.migrations``)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,18 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> dict[str, Any]:
+    from fleetkit.app.migrations import VERSIONS
+    from fleetkit.db import cli as db_cli
+
+    handlers: dict[str, Any] = dict(db_cli.register(sub, version_locations=[VERSIONS]))
     admin = sub.add_parser("admin", help="manage admin users of the reference service")
     admin_sub = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
     create = admin_sub.add_parser("create", help="create an admin (or promote a user)")
     create.add_argument("email")
     create.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input instead of prompting")
-    return {"admin": _admin}
+    handlers["admin"] = _admin
+    return handlers
 
 
 def _admin(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,9 +55,10 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _create(settings: Settings, email: str, password: str) -> bool:
+    from fleetkit.app.migrations import migrate
     from fleetkit.app.models import users
     from fleetkit.app.passwords import hash_password
-    from fleetkit.db import Database, migrate
+    from fleetkit.db import Database
 
     await migrate(settings.database_url)
     db = Database.from_settings(settings)

@@ -11,10 +11,11 @@ from sqlalchemy.engine import make_url
 
 from fleetkit.app.keys import Keys
 from fleetkit.app.login import LoginGuard
+from fleetkit.app.migrations import migrate
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.breaker import BreakerRegistry, CircuitBreaker
 from fleetkit.config import Settings
-from fleetkit.db import Database, migrate
+from fleetkit.db import Database
 from fleetkit.errors import BackendUnavailable
 from fleetkit.health import ComponentStatus
 from fleetkit.health.checks import add_redis_checks, component_check

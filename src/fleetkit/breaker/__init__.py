@@ -13,7 +13,6 @@ await b.aclose()                  # shutdown (sync code: b.shutdown())
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from fleetkit.breaker.backend import AdminAction, BreakerBackend, TrialVerdict
@@ -23,6 +22,7 @@ from fleetkit.breaker.redis import RedisBreakerBackend
 from fleetkit.breaker.registry import BreakerRegistry
 from fleetkit.breaker.rules import BreakerConfig, BreakerOutcome
 from fleetkit.breaker.state import STATES, Snapshot, State
+from fleetkit.deprecation import renamed
 from fleetkit.errors import CircuitOpenError, ConfigError
 
 if TYPE_CHECKING:
@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 #: Old names kept for one release (see CHANGELOG.md): both were also exported by other packages.
-_DEPRECATED = {"MemoryBackend": ("MemoryBreakerBackend", MemoryBreakerBackend),
-               "Outcome": ("BreakerOutcome", BreakerOutcome)}
+_deprecated = renamed(__name__, MemoryBackend=(MemoryBreakerBackend, "MemoryBreakerBackend"),
+                      Outcome=(BreakerOutcome, "BreakerOutcome"))
 
 
 def __getattr__(name: str) -> Any:
@@ -60,9 +60,4 @@ def __getattr__(name: str) -> Any:
         from fleetkit.breaker import transport
 
         return getattr(transport, name)
-    if name in _DEPRECATED:
-        new, value = _DEPRECATED[name]
-        warnings.warn(f"fleetkit.breaker.{name} is deprecated: use {new}", DeprecationWarning,
-                      stacklevel=2)
-        return value
-    raise AttributeError(f"module 'fleetkit.breaker' has no attribute {name!r}")
+    return _deprecated(name)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-import warnings
 from collections.abc import Callable
-from typing import Any
 
 from fleetkit.breaker.backend import AdminAction, TrialVerdict
 from fleetkit.breaker.rules import BreakerConfig
 from fleetkit.breaker.state import Batch, Snapshot, State
+from fleetkit.deprecation import renamed
 from fleetkit.errors import ConfigError
 
 __all__ = ["MemoryBreakerBackend"]
@@ -169,9 +168,5 @@ class MemoryBreakerBackend:
         return self._snapshot(now, self._version != before)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MemoryBackend":  # the old name, also used by fleetkit.ratelimit: one release
-        warnings.warn("fleetkit.breaker.memory.MemoryBackend is deprecated: use "
-                      "MemoryBreakerBackend", DeprecationWarning, stacklevel=2)
-        return MemoryBreakerBackend
-    raise AttributeError(f"module 'fleetkit.breaker.memory' has no attribute {name!r}")
+# The old name, also used by fleetkit.ratelimit: kept for one release.
+__getattr__ = renamed(__name__, MemoryBackend=(MemoryBreakerBackend, "MemoryBreakerBackend"))

@@ -17,18 +17,23 @@
 
 Migrations (Alembic)
 --------------------
-Revisions live in ``fleetkit/db/migrations/versions/``; ``fleetkit migrate`` upgrades to head
-under a PostgreSQL advisory lock (a file lock on SQLite), so every pod may run it at start-up.
-Revision ids are short names chained through ``down_revision``::
+Revisions live in ``fleetkit/db/migrations/versions/``; :func:`migrate` upgrades to head under a
+PostgreSQL advisory lock (a file lock on SQLite), so every pod may run it at start-up. Revision
+ids are short names chained through ``down_revision``::
 
     0001_base   (this package: the fleetkit_meta table)
     0002_audit  down_revision = "0001_base"   (audit log, fleetkit.audit)
-    0003_app    down_revision = "0002_audit"  (reference service, fleetkit.app)
+
+An application chains its own revisions on the head from a directory of its own, passed as
+``migrate(url, version_locations=[path])``: the reference service's ``0003_app``
+(``down_revision = "0002_audit"``) lives in ``fleetkit/app/migrations/versions/`` and
+``fleetkit migrate`` includes it; this package imports nothing from ``fleetkit.app``.
 
 To add one, copy ``versions/0001_base.py`` to ``versions/<id>.py``, set ``revision = "<id>"`` and
 ``down_revision`` to the current head, and write ``upgrade()``/``downgrade()`` with
-``alembic.op``. Keep one head: two revisions with the same ``down_revision`` make
-``migrate`` refuse to run (``alembic heads`` shows them). :func:`head_revision` names the head.
+``alembic.op`` as frozen DDL (explicit columns, never ``metadata.create_all``). Keep one head:
+two revisions with the same ``down_revision`` make ``migrate`` refuse to run (``alembic heads``
+shows them). :func:`head_revision` names the head.
 """
 
 from __future__ import annotations
