@@ -130,12 +130,15 @@ class Settings(BaseSettings):
     rate_limit_ip: str = "50/second;5000/hour"
     rate_limit_user: str = "100/second;20000/hour"
     rate_limit_login: str = "5/minute;50/hour"  # per client address, every login attempt
-    rate_limit_login_account_ip: str = "5/minute;20/hour"  # one account from one address
-    # One account from all addresses not known to it: high enough that a flood of wrong passwords
-    # from rotating addresses cannot cheaply lock the real user out; a known device or address
-    # passes it (docs/security.md, "Login protection").
-    rate_limit_login_account: str = "20/minute;100/hour"
-    rate_limit_login_device: str = "10/minute;50/hour"  # one signed device cookie
+    rate_limit_login_account_ip: str = Field(
+        "5/minute;20/hour", description="Login attempts on one account from one address.")
+    # High enough that a flood of wrong passwords from rotating addresses cannot cheaply lock the
+    # real user out; a known device or address passes it (docs/security.md, "Login protection").
+    rate_limit_login_account: str = Field(
+        "20/minute;100/hour", description="Login attempts on one account from clients it does "
+                                          "not know (a known device or address passes).")
+    rate_limit_login_device: str = Field(
+        "10/minute;50/hour", description="Login attempts with one device cookie.")
     rate_limit_algorithm: Literal["sliding_window", "sliding_log", "gcra"] = "sliding_window"
     rate_limit_failure_mode: Literal["local", "open", "closed"] = "local"
     rate_limit_shadow: bool = False

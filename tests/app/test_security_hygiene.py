@@ -118,3 +118,15 @@ async def test_replaced_and_evicted_sessions_are_audited(tmp_path: Path,
     assert evicted.resource == f"user/{uid}" and evicted.reason == "per-user session cap"
     assert evicted.metadata is not None and evicted.metadata["evicted"] >= 1
     assert evicted.metadata["cap"] == 2
+
+
+async def test_a_token_shaped_request_id_is_not_stored(tmp_path: Path,
+                                                       app_factory: AppFactory) -> None:
+    app, client = await app_factory(distributed_env(tmp_path))
+    token, _ = await register_and_login(client)
+    for rid, kept in ((token, False), ("token=abc", False), ("req-1.edge:7", True)):
+        r = await client.get(f"/v1/items/{10**12}", headers={**bearer(token), "X-Request-ID": rid})
+        assert r.status_code == 404
+        assert (r.headers["x-request-id"] == rid) is kept
+        event = await wait_for_event(app, "item.read", request_id=r.headers["x-request-id"])
+        assert (event.request_id == rid) is kept

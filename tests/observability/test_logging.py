@@ -71,7 +71,9 @@ async def test_incoming_request_id_is_propagated_to_logs_and_response(
     assert get_request_id() is None  # reset after the request
 
 
-@pytest.mark.parametrize("bad", ["has space", "x" * 129, "quote\"d", "a\tb", ""])
+@pytest.mark.parametrize("bad", ["has space", "x" * 129, "quote\"d", "a\tb", "", "x" * 65,
+                                 "token=abc", "user@example.com", "a/b+c",
+                                 "local.X8drfM." + "B" * 43])
 async def test_malformed_or_oversized_ids_are_replaced(captured: io.StringIO, bad: str) -> None:
     r = await get({"X-Request-ID": bad})
     new = r.headers["x-request-id"]

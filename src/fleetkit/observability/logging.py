@@ -31,7 +31,11 @@ REQUEST_ID_HEADER = "x-request-id"
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("fleetkit_request_id",
                                                                         default=None)
 # Printable token characters only: no spaces, quotes or CR/LF that could forge log lines.
-_VALID_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+# A client's id is kept (logs, audit rows) only when it is short, plain and cannot be a
+# credential: no "=", "/", "+" or "@" (base64 padding, key=value, emails) and no run of more
+# than 36 token characters (a UUID fits; a 43-character session secret or a JWT does not).
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_TOKEN_RUN = re.compile(rb"[A-Za-z0-9_-]{37}")
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|"
                          r"credential|private[_-]?key|dsn", re.I)
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message",
@@ -70,7 +74,7 @@ class RequestIdMiddleware:
         if self.trust_incoming:
             for name, value in scope.get("headers", ()):
                 if name == self.header:
-                    if _VALID_ID.match(value):
+                    if _VALID_ID.match(value) and not _TOKEN_RUN.search(value):
                         request_id = value.decode("ascii")
                     break  # a malformed or oversized id is replaced, never logged
         if request_id is None:
