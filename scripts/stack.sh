@@ -34,8 +34,7 @@
 # (set e.g. RATE_LIMIT_LOGIN before `up` to change a policy). With FLEETKIT_STACK_ADMIN_EMAIL and
 # FLEETKIT_STACK_ADMIN_PASSWORD set, `up` makes that account an admin (`fleetkit admin create`).
 #
-# Other environment: FLEETKIT_STACK_REDIS_PORT (redis-main's port, default 6401; the two others
-# follow it), FLEETKIT_STACK_TIMEOUT (seconds per readiness wait, default 60),
+# Other environment: FLEETKIT_STACK_TIMEOUT (seconds per readiness wait, default 60),
 # FLEETKIT_BIN (default .venv/bin/fleetkit of this checkout), NGINX (default nginx),
 # PROMETHEUS (default /usr/bin/prometheus).
 set -euo pipefail
@@ -52,9 +51,9 @@ PROMETHEUS_BIN=${PROMETHEUS:-/usr/bin/prometheus}
 
 NGINX_PORT=8100
 APP_PORTS=(8101 8102 8103)
-REDIS_MAIN_PORT=${FLEETKIT_STACK_REDIS_PORT:-6401}
-REDIS_RATELIMIT_PORT=$((REDIS_MAIN_PORT + 1))
-REDIS_SESSIONS_PORT=$((REDIS_MAIN_PORT + 2))
+REDIS_MAIN_PORT=6401
+REDIS_RATELIMIT_PORT=6402
+REDIS_SESSIONS_PORT=6403
 PROMETHEUS_PORT=9190
 PG_PRIMARY_PORT=5440
 PG_REPLICA_PORT=5441
@@ -112,18 +111,6 @@ http_status() {
     printf '%s' "$line"
 }
 http_ok() { [ "$(http_status "$1" "$2" 2>/dev/null)" = 200 ]; }
-
-# ready_state PORT: 200, `draining` (503 "shutting down"), another status, or nothing (no answer)
-ready_state() {
-    local fd code line body=""
-    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf 'GET /health/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd"
-    IFS=' ' read -r -t 3 _ code _ <&"$fd" || true
-    while IFS= read -r -t 3 line <&"$fd"; do body+=$line; done
-    exec {fd}>&-
-    if [ "$code" = 503 ] && [[ $body == *'shutting down'* ]]; then code=draining; fi
-    printf '%s' "$code"
-}
 
 rcli() { timeout 5 redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
 redis_ping() { [ "$(rcli "$1" ping 2>/dev/null)" = PONG ]; }
@@ -318,15 +305,11 @@ cmd_up() {
 
 # ---------------------------------------------------------------------- upstream watcher
 
-# Polls each instance's /health/ready every 0.2 s. An instance that is alive but not ready (its
-# critical checks failing) is marked `down` in Nginx's upstream and Nginx reloads; it is put back
-# once it answers 200. A draining instance (503 "shutting down" after SIGTERM) and one refusing
-# connections are NOT taken out: a reload closes the clients' idle keep-alive connections (a
-# request racing into one fails, POSTs included), while the instance itself needs no reload to
-# leave: it serves every request until its listener closes, each answer with `Connection: close`,
-# and a refused connection is retried on another instance (nothing was sent; max_fails then
-# skips it). A health request that times out changes nothing (a busy instance is not a dead
-# one), and when no instance is ready all stay listed (failing open beats answering 502).
+# Polls each instance's /health/ready every 0.2 s. An instance answering 503 (draining after
+# SIGTERM, or its critical checks failing) or refusing connections is marked `down` in Nginx's
+# upstream and Nginx reloads (old workers finish their requests); it is put back once it answers
+# 200. A health request that times out changes nothing (a busy instance is not a dead one), and
+# when no instance is ready all stay listed (failing open beats answering 502 to everything).
 cmd_upstreams() {
     local conf=$DIR/nginx/fleetkit/upstream.conf current down port status i line lines
     while :; do
@@ -343,9 +326,9 @@ cmd_upstreams() {
         down=""
         for i in 0 1 2; do
             port=${APP_PORTS[i]}
-            status=$(ready_state "$port" 2>/dev/null) || status=refused
+            status=$(http_status "$port" /health/ready 2>/dev/null) || status=refused
             case $status in
-                200 | draining | refused) ;;
+                200) ;;
                 "") [[ " $current " == *" $port "* ]] && down+=" $port" ;;
                 *) down+=" $port" ;;
             esac
