@@ -13,6 +13,9 @@ serves, so the refusal's CPU decides how much goodput is left. GET /v1/me costs 
    pinned to 2 and two held requests take both slots, so every ``GET /v1/ping`` is refused;
    the baseline is ``GET /health/live`` on the same server (the cheapest 200 it serves).
    CPU per answer = 1 / answers-per-second, since one worker saturates one core.
+3. The same on stock uvicorn (``--http httptools``, same app): its protocol has no door, so
+   the refusal goes through the ASGI stack; ``fleetkit serve``'s protocol writes it before
+   the app runs (``fleetkit.overload.server``). The ratio is what the door saves.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ def _wrk(url: str, seconds: int, connections: int) -> tuple[float, int, int]:
     return rate, total, int(found.group(1)) if found else 0
 
 
-def through_server(report: Report, seconds: int, connections: int) -> None:
+def through_server(report: Report, seconds: int, connections: int, *, door: bool = True) -> None:
     from tests.support import free_port, wait_port
 
     port = free_port()
@@ -127,8 +130,11 @@ def through_server(report: Report, seconds: int, connections: int) -> None:
            "OVERLOAD_MAX_LIMIT": "2"}
     for key in ("REDIS_URL", "DATABASE_READ_URLS", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(key, None)
-    proc = subprocess.Popen([sys.executable, "-m", "fleetkit.cli", "serve", "--port", str(port)],
-                            env=env, cwd=tmp, stdout=subprocess.DEVNULL,
+    command = [sys.executable, "-m", "fleetkit.cli", "serve", "--port", str(port)] if door else [
+        sys.executable, "-m", "uvicorn", "fleetkit.app:app_from_env", "--factory", "--port",
+        str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--log-level", "warning", "--no-proxy-headers"]
+    proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     holders = []
     try:
@@ -140,6 +146,16 @@ def through_server(report: Report, seconds: int, connections: int) -> None:
             holders.append(sock)
         time.sleep(0.5)
         base = f"http://127.0.0.1:{port}"
+        if not door:
+            refused, total, not_ok = _wrk(f"{base}/v1/ping", seconds, connections)
+            report.add("stock uvicorn: GET /v1/ping refused (503, ASGI path)", refused,
+                       "answers/s")
+            report.add("fleetkit serve refusals vs stock uvicorn's",
+                       report.get("server: GET /v1/ping refused (503)").value, "answers/s",
+                       baseline="stock uvicorn: GET /v1/ping refused (503, ASGI path)")
+            report.check("every GET /v1/ping refused (stock uvicorn)", not_ok == total,
+                         f"{not_ok} of {total}")
+            return
         live, _, live_bad = _wrk(f"{base}/health/live", seconds, connections)
         refused, total, not_ok = _wrk(f"{base}/v1/ping", seconds, connections)
         report.add("server: GET /health/live answered", live, "answers/s")
@@ -170,6 +186,7 @@ def main() -> int:
     asyncio.run(in_process(report, args.calls))
     if shutil.which("wrk"):
         through_server(report, args.seconds, args.connections)
+        through_server(report, args.seconds, args.connections, door=False)
     else:
         report.check("wrk installed", False, "apt-get install wrk for the server half")
     report.save(chart_unit="us/request")

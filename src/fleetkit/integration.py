@@ -45,6 +45,7 @@ from fleetkit.overload import (
     RouteClassifier,
 )
 from fleetkit.ratelimit import Policy, RateLimiter, RateLimitMiddleware, ip_key, user_key
+from fleetkit.ratelimit.audit import DenialAudit
 from fleetkit.redis import RedisClients
 from fleetkit.sessions import SessionMiddleware, SessionStore
 from fleetkit.types import ASGIApp
@@ -79,6 +80,8 @@ class Fleet:
     db: Database | None = None
     overload: AdmissionController | None = None
     overload_sampler: LoopLagSampler | None = None
+    #: The rate-limit middleware's 429s in the audit log, aggregated (docs/security.md).
+    denial_audit: DenialAudit | None = None
     #: Embedded mode migrates its SQLite file at start-up: ``fleetkit.db.migrate`` by default,
     #: an app's own (its revisions chained on fleetkit's) when it has tables of its own.
     embedded_migrate: Callable[[str], Awaitable[Any]] | None = None
@@ -127,6 +130,8 @@ class Fleet:
                                    if overload is not None else None),
             embedded_migrate=components.get("embedded_migrate"),
         )
+        fleet.denial_audit = build("denial_audit", lambda: DenialAudit(
+            fleet.audit, trusted_proxies=settings.trusted_proxies))
         fleet._register_checks()
         return fleet
 
@@ -183,7 +188,8 @@ class Fleet:
         chosen = list(policies) if policies is not None else self.policies(login_path=login_path)
         layers: list[Layer] = [
             (RateLimitMiddleware, {"limiter": self.limiter, "policies": chosen,
-                                   "shadow": s.rate_limit_shadow, "exempt": tuple(exempt)}),
+                                   "shadow": s.rate_limit_shadow, "exempt": tuple(exempt),
+                                   "on_deny": self.denial_audit}),
             (SessionMiddleware, {"store": self.sessions, "cookie_name": s.session_cookie_name,
                                  "cookie_secure": s.session_cookie_secure}),
             (BodyLimitMiddleware, {"max_bytes": s.max_body_bytes}),
@@ -236,8 +242,10 @@ class Fleet:
             steps.append(self.overload_sampler.aclose)
         if self.monitor is not None:
             steps.append(self.monitor.aclose)
-        steps += [self.breakers.aclose, self.limiter.aclose, self.sessions.aclose,
-                  self.audit.aclose]
+        steps += [self.breakers.aclose, self.limiter.aclose, self.sessions.aclose]
+        if self.denial_audit is not None:  # its counts, before the audit log closes
+            steps.append(self.denial_audit.aclose)
+        steps.append(self.audit.aclose)
         if self.db is not None:
             steps.append(self.db.aclose)
         steps += [*self._closers, self.redis.aclose]

@@ -33,8 +33,8 @@ async def audit_events(app: FastAPI) -> list[AuditEvent]:
     if svc.redis.embedded:
         async with svc.db.write() as conn:
             rows = (await conn.execute(sa.text(
-                "SELECT actor, action, resource, outcome, reason, client_ip, request_id, "
-                "metadata FROM audit_events ORDER BY event_id"))).all()
+                "SELECT event_id, actor, action, resource, outcome, reason, client_ip, "
+                "user_agent, request_id, metadata FROM audit_events ORDER BY event_id"))).all()
         out = []
         for row in rows:
             meta = row.metadata
@@ -42,8 +42,9 @@ async def audit_events(app: FastAPI) -> list[AuditEvent]:
                 meta = orjson.loads(meta)
             out.append(AuditEvent(actor=row.actor, action=row.action, resource=row.resource,
                                   outcome=row.outcome, reason=row.reason,
-                                  client_ip=row.client_ip, request_id=row.request_id,
-                                  metadata=meta))
+                                  client_ip=row.client_ip, user_agent=row.user_agent,
+                                  request_id=row.request_id, metadata=meta,
+                                  event_id=str(row.event_id)))
         return out
     events: list[AuditEvent] = []
     for key in stream_keys("fleetkit:audit", svc.settings.audit_stream_shards):

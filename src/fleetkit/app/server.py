@@ -26,14 +26,20 @@ import socket
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from uvicorn.supervisors import Multiprocess
+
+from fleetkit.overload.server import AdmissionProtocol
 
 __all__ = ["DrainingProtocol", "DrainingServer", "serve"]
 
 
-class DrainingProtocol(HttpToolsProtocol):
-    """httptools protocol whose ``shutdown()`` answers a connection's first request first."""
+class DrainingProtocol(AdmissionProtocol):
+    """httptools protocol whose ``shutdown()`` answers a connection's first request first.
+
+    It also refuses admission control's outright refusals before the app runs
+    (:class:`fleetkit.overload.server.AdmissionProtocol`).
+    """
 
     _requests = 0  # requests begun on this connection
     _close_after = False
@@ -46,6 +52,9 @@ class DrainingProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._close_after and self.cycle is not None:
             self.cycle.keep_alive = False
+
+    def _keep_alive_after_refusal(self, cycle: RequestResponseCycle) -> bool:
+        return cycle.keep_alive and not self._close_after
 
     def shutdown(self) -> None:
         if self.cycle is None and self._requests == 0:

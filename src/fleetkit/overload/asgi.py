@@ -5,6 +5,11 @@ metrics, no session lookup, no Redis, no database). The refusal itself is two ``
 of preallocated bytes: ``503`` ``application/problem+json`` with a jittered ``Retry-After``.
 Never-shed requests (probes, ``/metrics``) pass straight through, uncounted, and queue behind
 nothing.
+
+Cheaper still, a server can ask before it builds the ASGI request at all: the middleware puts
+its :meth:`OverloadMiddleware.door` into the lifespan state (``scope["state"]`` under
+:data:`DOOR_STATE_KEY`), and ``fleetkit serve``'s protocol (:mod:`fleetkit.overload.server`)
+writes the refusal's preallocated bytes straight to the socket: no ASGI task, no middleware.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from fleetkit.overload.classify import RouteClassifier
 from fleetkit.overload.sampler import LoopLagSampler
 from fleetkit.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["PROBLEM_TYPE", "OverloadMiddleware", "refusal_body"]
+__all__ = ["DOOR_STATE_KEY", "PROBLEM_TYPE", "OverloadMiddleware", "refusal_body"]
 
 PROBLEM_TYPE = "overloaded"
+#: Lifespan-state key of the door (``Callable[[Scope], bytes | None]``) a server may call.
+DOOR_STATE_KEY = "fleetkit.overload.door"
 
 
 def refusal_body() -> bytes:
@@ -63,11 +70,16 @@ class OverloadMiddleware:
         self.sampler = sampler or LoopLagSampler(controller)
         body = refusal_body()
         base = [(b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]
+                (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff")]
         # One prebuilt message per Retry-After value: a refusal allocates nothing but dicts.
         self._starts = [[*base, (b"retry-after", str(s).encode())]
                         for s in range(1, retry_after + 1)]
         self._body = body
+        # The same responses as whole HTTP/1.1 messages, for the door.
+        self._raw = [b"HTTP/1.1 503 Service Unavailable\r\n"
+                     + b"".join(b"%s: %s\r\n" % pair for pair in start) + b"\r\n" + body
+                     for start in self._starts]
         self._random = random.Random().random
         # Counter children resolved once: .labels() costs as much as the rest of a refusal.
         self._refused = {(p, reason): metrics.REFUSED.labels(p.label, reason)
@@ -77,6 +89,8 @@ class OverloadMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and "state" in scope:
+                scope["state"][DOOR_STATE_KEY] = self.door
             await self.app(scope, receive, send)
             return
         priority = self.classifier(scope)
@@ -100,6 +114,22 @@ class OverloadMiddleware:
             await self.app(scope, receive, send)
         finally:
             controller.release(started)
+
+    def door(self, scope: Scope) -> bytes | None:
+        """A whole 503 response to write instead of running the request, or None to run it.
+
+        Called by the server with the request's scope before any ASGI work (see the module
+        docstring). Refuses only what :meth:`AdmissionController.try_admit` would refuse
+        outright; everything else (admitted, queued) goes through :meth:`__call__` as usual.
+        """
+        if scope["type"] != "http":
+            return None
+        priority = self.classifier(scope)
+        if not self.controller.refuse_early(priority):
+            return None
+        self._refused[priority, "limit"].inc()
+        raw = self._raw
+        return raw[int(self._random() * len(raw))]
 
     async def _wait(self, priority: Priority) -> str | None:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

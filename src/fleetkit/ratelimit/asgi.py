@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from fleetkit.ratelimit.limiter import Decision, RateLimiter
 from fleetkit.ratelimit.limits import Limit, parse_limits
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PROBLEM_TYPE", "Policy", "RateLimitMiddleware", "merge_ratelimit_headers",
+__all__ = ["PROBLEM_TYPE", "DenyHook", "Policy", "RateLimitMiddleware", "merge_ratelimit_headers",
            "problem_body", "ratelimit_headers", "record_decision"]
 
 
@@ -36,6 +36,9 @@ log = logging.getLogger("fleetkit.ratelimit")
 _TOKEN = re.compile(r"[^A-Za-z0-9_.:*/+-]")
 _STATE_KEY = "ratelimit_decisions"
 _OWN_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy", b"retry-after"})
+
+#: Called after each 429 with the request's scope and its denied (policy, key, decision).
+DenyHook = Callable[[Scope, Sequence[tuple[str, str, Decision]]], None]
 
 
 def record_decision(scope: Scope, policy: str, decision: Decision) -> None:
@@ -159,7 +162,10 @@ class RateLimitMiddleware:
 
     ``headers`` adds the RateLimit fields to every limited response (merged into the fields a
     route's own limit set, so a response carries one ``RateLimit``/``RateLimit-Policy`` pair);
-    ``shadow`` never blocks.
+    ``shadow`` never blocks. ``on_deny`` is called (synchronously, after the 429 is sent) with
+    the scope and the denied ``(policy, key, decision)`` triples: an audit hook such as
+    :class:`fleetkit.ratelimit.audit.DenialAudit`; it must be cheap, and an error in it is
+    logged, never raised.
 
     A :func:`user_key` policy needs the user, which :class:`~fleetkit.sessions.SessionMiddleware`
     puts in the scope: it must run *before* this middleware (with ``add_middleware``, be added
@@ -170,8 +176,10 @@ class RateLimitMiddleware:
 
     def __init__(self, app: ASGIApp, *, limiter: RateLimiter, policies: Sequence[Policy],
                  shadow: bool = False, headers: bool = True, jitter: float = 0.0,
-                 exempt: Sequence[str] = (), check_order: bool = True) -> None:
+                 exempt: Sequence[str] = (), check_order: bool = True,
+                 on_deny: DenyHook | None = None) -> None:
         self.app = app
+        self.on_deny = on_deny
         self.limiter = limiter
         self.policies = tuple(policies)
         self.shadow = shadow
@@ -223,7 +231,7 @@ class RateLimitMiddleware:
         if self.exempt and path.startswith(self.exempt):
             await self.app(scope, receive, send)
             return
-        results = await self._decide(scope, path, method)
+        results, keys = await self._decide(scope, path, method)
         if not results:
             await self.app(scope, receive, send)
             return
@@ -235,6 +243,8 @@ class RateLimitMiddleware:
                      ",".join(denied), path)
         elif denied:
             await self._reject(send, results, path)
+            if self.on_deny is not None:
+                self._report(scope, results, keys)
             return
         if not self.headers or self.shadow:
             await self.app(scope, receive, send)
@@ -256,9 +266,20 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
+    def _report(self, scope: Scope, results: list[tuple[str, Decision]],
+                keys: list[str]) -> None:
+        assert self.on_deny is not None
+        try:
+            self.on_deny(scope, [(name, key, d) for (name, d), key in
+                                 zip(results, keys, strict=True) if not d.allowed])
+        except Exception:  # an audit hook must not fail a request that is already answered
+            log.exception("rate limit on_deny hook failed")
+
     async def _decide(self, scope: Scope, path: str,
-                      method: str) -> list[tuple[str, Decision]]:
+                      method: str) -> tuple[list[tuple[str, Decision]], list[str]]:
+        """The decisions of the policies that apply, and each one's key."""
         calls: list[tuple[str, Sequence[Limit], int, str]] = []
+        keys: list[str] = []
         for policy in self.policies:
             if not policy.matches(path, method):
                 continue
@@ -270,15 +291,16 @@ class RateLimitMiddleware:
             if key is None:
                 continue
             calls.append((f"{policy.name}:{key}", policy.parsed, policy.cost, policy.name))
+            keys.append(key)
         if not calls:
-            return []
+            return [], []
         try:
             # Queued together: one pipeline (one script call on standalone Redis), no tasks.
             decisions = await self.limiter.hit_all(calls)
         except Exception:  # the limiter already absorbs Redis errors; this is a last guard
             log.exception("rate limiter failed; letting the request through")
-            return []
-        return [(call[3], d) for call, d in zip(calls, decisions, strict=True)]
+            return [], []
+        return [(call[3], d) for call, d in zip(calls, decisions, strict=True)], keys
 
     async def _reject(self, send: Send, results: list[tuple[str, Decision]], path: str) -> None:
         body = problem_body(results, path)
