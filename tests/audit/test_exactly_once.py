@@ -125,6 +125,8 @@ async def test_exactly_once_rows_through_crashes(redis_server: RedisServer, pg: 
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
+            if p.stdout is not None:  # a failed run leaves the pipe unread: close it here
+                p.stdout.close()
 
     logged: set[str] = set()
     for i in range(PRODUCERS):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from fleetkit.audit import AuditEvent, AuditLog
@@ -105,4 +108,39 @@ async def test_spool_of_a_dead_process_is_adopted(private_redis: Redis, prefix: 
     assert all(line in replayed for line in lines)
     assert len(entries) == 4  # the torn record was never acknowledged, so it is not replayed
     assert not orphan_dir.exists()
+    await private_redis.delete(stream_key(prefix, 0))
+
+
+async def test_drain_waits_for_the_scan_for_dead_spools(private_redis: Redis, prefix: str,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """drain_spool() is not True while the start-up scan for dead processes' spools runs: their
+    records are not known to exist yet (it used to answer "empty" before the scan had ended)."""
+    base = tmp_path / "spool"
+    dead = DiskSpool(base)
+    line = AuditEvent(actor="u1", action="a", resource="r/dead", outcome="success").encode()
+    dead.append(line)
+    dead.close()  # the owner is gone: its lock is released, its records stay
+    scanning, release = threading.Event(), threading.Event()
+    scan = DiskSpool.adopt_orphans
+
+    def held_scan(self: DiskSpool) -> int:
+        scanning.set()
+        release.wait(30)
+        return scan(self)
+
+    monkeypatch.setattr(DiskSpool, "adopt_orphans", held_scan)
+    log = AuditLog(redis=private_redis, prefix=prefix, shards=1, spool_dir=base,
+                   probe_interval=0.05)
+    try:
+        await log.log(AuditEvent(actor="u2", action="a", resource="r", outcome="success"))
+        assert await asyncio.to_thread(scanning.wait, 30)  # the scan is running, held
+        assert not await log.drain_spool(0.2)  # cannot be drained while the scan is held
+        release.set()
+        assert await log.drain_spool(10)
+    finally:
+        release.set()
+        await log.aclose()
+    replayed = [f[b"e"] for _, f in await private_redis.xrange(stream_key(prefix, 0))]
+    assert line in replayed
     await private_redis.delete(stream_key(prefix, 0))

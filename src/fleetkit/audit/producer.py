@@ -102,6 +102,7 @@ class AuditLog:
         self._rr = 0
         self._spooling = False
         self._replayer: asyncio.Task[None] | None = None
+        self._adopting: asyncio.Task[None] | None = None
         self._replay_offsets: dict[Path, int] = {}
         self._spool_error: str | None = None
         self._last_error: str | None = None
@@ -186,7 +187,7 @@ class AuditLog:
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self._redis is not None:
-            self._spawn(self._adopt_orphans())
+            self._adopting = self._spawn(self._adopt_orphans())
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         assert self._loop is not None
@@ -337,11 +338,20 @@ class AuditLog:
                 asyncio.get_running_loop().call_soon(self._pump)
             await asyncio.gather(*(b.future for b in batches), return_exceptions=True)
 
+    def _drained(self) -> bool:
+        """Nothing left to replay: the spool is empty, we write to Redis again, and the scan for
+        dead processes' spools has ended (until it has, their records are not known to exist)."""
+        adopting = self._adopting is not None and not self._adopting.done()
+        return self._spool.empty and not self._spooling and not adopting
+
     async def drain_spool(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the spool to be replayed; True when it is empty."""
+        """Wait up to ``timeout`` seconds for the spool to be replayed; True when it is empty.
+
+        That includes the spools of dead processes this log adopts when it starts.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not (self._spool.empty and not self._spooling):
+        while not self._drained():
             if loop.time() >= deadline:
                 return False
             self._ensure_replayer()
@@ -357,7 +367,7 @@ class AuditLog:
         if self._closed:
             return
         await self.flush()
-        if self._redis is not None and not self._spool.empty:
+        if self._redis is not None and not self._drained():
             await self.drain_spool(self._close_timeout)
         self._closed = True
         for task in list(self._tasks):

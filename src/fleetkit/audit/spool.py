@@ -85,13 +85,21 @@ class DiskSpool:
 
     def _open_dir(self) -> Path:
         if self.dir is None:
+            # Locked under a hidden name, then renamed: another log's adopt_orphans() never sees
+            # a directory of ours before we hold its lock (it would adopt a live spool).
+            name = uuid.uuid4().hex
+            hidden, d = self.base / f".{name}", self.base / name
             try:
-                d = self.base / uuid.uuid4().hex
-                d.mkdir(parents=True)
-                fd = _lock(d / "lock")
+                hidden.mkdir(parents=True)
+                fd = _lock(hidden / "lock")
+                assert fd is not None  # a brand-new directory cannot be locked by anyone else
+                try:
+                    hidden.rename(d)
+                except OSError:
+                    os.close(fd)
+                    raise
             except OSError as exc:
                 raise AuditError(f"cannot create the audit spool in {self.base}: {exc}") from exc
-            assert fd is not None  # a brand-new directory cannot be locked by anyone else
             self.dir, self._lock_fd = d, fd
         return self.dir
 
@@ -146,7 +154,7 @@ class DiskSpool:
             return 0
         found = 0
         for d in sorted(self.base.iterdir()):
-            if d == self.dir or d in self._adopted or not d.is_dir():
+            if d == self.dir or d in self._adopted or d.name.startswith(".") or not d.is_dir():
                 continue
             try:
                 fd = _lock(d / "lock")
