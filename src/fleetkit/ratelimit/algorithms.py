@@ -1,7 +1,8 @@
 """The Python twin of the Lua algorithms: same arguments, same integer arithmetic, same reply.
 
-Each function mirrors its ``.lua`` file line for line over a :class:`Store` (the memory backend's
-:class:`~fleetkit.ratelimit.memory.MemoryStore`), and the
+Each algorithm mirrors its ``.lua`` file's ``decide()`` over a :class:`Store` (the memory
+backend's :class:`~fleetkit.ratelimit.memory.MemoryStore`): a check of every limit, then a commit
+of each (:func:`_all_or_nothing` is the loop both share), and the
 property tests hold them (and a separate reference model) to identical replies. ``args`` is
 ``window_ms, amount`` per key; the reply is allowed, then remaining, reset_ms, retry_ms per key.
 """
@@ -27,108 +28,127 @@ class Store(Protocol):
         ...
 
 
+Check = Callable[[Store, str, int, int, int, int], tuple[Any, bool]]
+Commit = Callable[[Store, str, Any, bool, bool, int, int], tuple[int, int, int]]
+
+
+def _all_or_nothing(check: Check, commit: Commit, db: Store, keys: Sequence[str],
+                    args: Sequence[int], cost: int, dry: bool, now_us: int) -> Reply:
+    """What each script's ``decide()`` does around its algorithm: ``check`` every limit (no
+    write), then ``commit`` each one (writing only when every limit allowed the request)."""
+    checked = [check(db, key, args[2 * i], args[2 * i + 1], cost, now_us)
+               for i, key in enumerate(keys)]
+    allowed = int(all(ok for _, ok in checked))
+    write = bool(allowed and cost > 0 and not dry)
+    out = [allowed]
+    for key, (state, ok) in zip(keys, checked, strict=True):
+        out += commit(db, key, state, ok, write, cost, now_us)
+    return out
+
+
+def _window_check(db: Store, key: str, w: int, amount: int, cost: int,
+                  now_us: int) -> tuple[Any, bool]:
+    now = now_us // 1000
+    idx = now // w
+    e = now - idx * w
+    s = db.get(key, now_us)
+    curr = prev = 0
+    same = False
+    if s is not None:
+        if s[0] == idx:
+            curr, prev, same = s[1], s[2], True
+        elif s[0] == idx - 1:
+            prev = s[1]
+    room = amount * w - prev * (w - e) - curr * w
+    return (w, amount, idx, e, curr, prev, room, same), room >= cost * w
+
+
+def _window_commit(db: Store, key: str, state: Any, ok: bool, write: bool, cost: int,
+                   now_us: int) -> tuple[int, int, int]:
+    w, amount, idx, e, curr, prev, room, same = state
+    if write:
+        curr += cost
+        room -= cost * w
+        db.set(key, (idx, curr, prev), None if same else 2 * w, now_us)
+    remaining = room // w if room > 0 else 0
+    reset = 2 * w - e if curr > 0 else (w - e if prev > 0 else 0)
+    retry = -1
+    if not ok:
+        k = amount - cost - curr
+        if k >= 0:
+            retry = (w - e) - k * w // prev
+        elif amount - cost >= 0:
+            retry = (w - e) + w - (amount - cost) * w // curr
+        else:
+            retry = reset
+    return remaining, reset, retry
+
+
 def sliding_window(db: Store, keys: Sequence[str], args: Sequence[int], cost: int,
                    dry: bool, now_us: int) -> Reply:
+    return _all_or_nothing(_window_check, _window_commit, db, keys, args, cost, dry, now_us)
+
+
+def _log_check(db: Store, key: str, w: int, amount: int, cost: int,
+               now_us: int) -> tuple[Any, bool]:
     now = now_us // 1000
-    allowed = 1
-    st = []
-    for i, key in enumerate(keys):
-        w, amount = args[2 * i], args[2 * i + 1]
-        idx = now // w
-        e = now - idx * w
-        s = db.get(key, now_us)
-        curr = prev = 0
-        same = False
-        if s is not None:
-            if s[0] == idx:
-                curr, prev, same = s[1], s[2], True
-            elif s[0] == idx - 1:
-                prev = s[1]
-        room = amount * w - prev * (w - e) - curr * w
-        ok = room >= cost * w
-        if not ok:
-            allowed = 0
-        st.append((key, w, amount, idx, e, curr, prev, room, ok, same))
-    out = [allowed]
-    for key, w, amount, idx, e, curr, prev, room, ok, same in st:
-        if allowed and cost > 0 and not dry:
-            curr += cost
-            room -= cost * w
-            db.set(key, (idx, curr, prev), None if same else 2 * w, now_us)
-        remaining = room // w if room > 0 else 0
-        reset = 2 * w - e if curr > 0 else (w - e if prev > 0 else 0)
-        retry = -1
-        if not ok:
-            k = amount - cost - curr
-            if k >= 0:
-                retry = (w - e) - k * w // prev
-            elif amount - cost >= 0:
-                retry = (w - e) + w - (amount - cost) * w // curr
-            else:
-                retry = reset
-        out += (remaining, reset, retry)
-    return out
+    log: list[int] = db.get(key, now_us) or []
+    start = bisect.bisect_right(log, now - w)  # entries with t > now - w count
+    count = len(log) - start
+    return (w, amount, log, start, count), count + cost <= amount
+
+
+def _log_commit(db: Store, key: str, state: Any, ok: bool, write: bool, cost: int,
+                now_us: int) -> tuple[int, int, int]:
+    w, amount, log, start, count = state
+    now = now_us // 1000
+    if write:
+        kept = log[start:]
+        at = bisect.bisect_right(kept, now)  # local clocks may step back: keep it sorted
+        kept[at:at] = [now] * cost
+        db.set(key, kept, w, now_us)
+        log, start = kept, 0
+        count += cost
+    reset = 0
+    if count > 0:
+        reset = w if write else log[-1] + w - now
+    retry = -1
+    if not ok:  # when the (count + cost - amount)-th oldest request leaves the window
+        retry = reset if cost > amount else log[start + count + cost - amount - 1] + w - now
+    return max(0, amount - count), reset, retry
 
 
 def sliding_log(db: Store, keys: Sequence[str], args: Sequence[int], cost: int,
                 dry: bool, now_us: int) -> Reply:
-    now = now_us // 1000
-    allowed = 1
-    st = []
-    for i, key in enumerate(keys):
-        w, amount = args[2 * i], args[2 * i + 1]
-        log: list[int] = db.get(key, now_us) or []
-        start = bisect.bisect_right(log, now - w)  # entries with t > now - w count
-        count = len(log) - start
-        ok = count + cost <= amount
-        if not ok:
-            allowed = 0
-        st.append((key, w, amount, log, start, count, ok))
-    out = [allowed]
-    for key, w, amount, log, start, count, ok in st:
-        wrote = bool(allowed and cost > 0 and not dry)
-        if wrote:
-            kept = log[start:]
-            at = bisect.bisect_right(kept, now)  # local clocks may step back: keep it sorted
-            kept[at:at] = [now] * cost
-            db.set(key, kept, w, now_us)
-            log, start = kept, 0
-            count += cost
-        reset = 0
-        if count > 0:
-            reset = w if wrote else log[-1] + w - now
-        retry = -1
-        if not ok:  # when the (count + cost - amount)-th oldest request leaves the window
-            retry = reset if cost > amount else log[start + count + cost - amount - 1] + w - now
-        out += (max(0, amount - count), reset, retry)
-    return out
+    return _all_or_nothing(_log_check, _log_commit, db, keys, args, cost, dry, now_us)
+
+
+def _gcra_check(db: Store, key: str, w: int, amount: int, cost: int,
+                now_us: int) -> tuple[Any, bool]:
+    now = now_us
+    inc = max(1, w * 1000 // amount)
+    burst = amount * inc
+    tat = db.get(key, now_us)
+    if tat is None or tat < now:
+        tat = now
+    new_tat = tat + cost * inc
+    return (inc, burst, tat, new_tat), new_tat - now <= burst
+
+
+def _gcra_commit(db: Store, key: str, state: Any, ok: bool, write: bool, cost: int,
+                 now_us: int) -> tuple[int, int, int]:
+    inc, burst, tat, new_tat = state
+    now = now_us
+    if write:
+        tat = new_tat
+        db.set(key, tat, -(-(tat - now) // 1000), now_us)
+    retry = -(-(new_tat - now - burst) // 1000) if not ok else -1
+    return (burst - (tat - now)) // inc, -(-(tat - now) // 1000), retry
 
 
 def gcra(db: Store, keys: Sequence[str], args: Sequence[int], cost: int, dry: bool,
          now_us: int) -> Reply:
-    now = now_us
-    allowed = 1
-    st = []
-    for i, key in enumerate(keys):
-        amount = args[2 * i + 1]
-        inc = max(1, args[2 * i] * 1000 // amount)
-        burst = amount * inc
-        tat = db.get(key, now_us)
-        if tat is None or tat < now:
-            tat = now
-        new_tat = tat + cost * inc
-        ok = new_tat - now <= burst
-        if not ok:
-            allowed = 0
-        st.append((key, inc, burst, tat, new_tat, ok))
-    out = [allowed]
-    for key, inc, burst, tat, new_tat, ok in st:
-        if allowed and cost > 0 and not dry:
-            tat = new_tat
-            db.set(key, tat, -(-(tat - now) // 1000), now_us)
-        retry = -(-(new_tat - now - burst) // 1000) if not ok else -1
-        out += ((burst - (tat - now)) // inc, -(-(tat - now) // 1000), retry)
-    return out
+    return _all_or_nothing(_gcra_check, _gcra_commit, db, keys, args, cost, dry, now_us)
 
 
 ALGORITHMS: dict[str, Callable[[Store, Sequence[str], Sequence[int], int, bool, int],

@@ -55,9 +55,16 @@ class Script:
         _REGISTRY[self.sha] = self
 
     @classmethod
-    def from_package(cls, package: str, filename: str) -> Script:
-        """Load ``filename`` shipped inside ``package`` (works from wheels and zips)."""
-        source = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    def from_package(cls, package: str, filename: str, *,
+                     prelude: Sequence[str] = ()) -> Script:
+        """Load ``filename`` shipped inside ``package`` (works from wheels and zips).
+
+        ``prelude``: files of the same package put in front of it, in order: the helpers
+        several scripts share (Redis scripts cannot include one another).
+        """
+        files = resources.files(package)
+        source = "".join(files.joinpath(name).read_text(encoding="utf-8")
+                         for name in (*prelude, filename))
         return cls(source, name=filename.removesuffix(".lua"))
 
     @staticmethod

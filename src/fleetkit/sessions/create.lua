@@ -3,8 +3,7 @@
 -- ARGV: base, sid, user, idle_ms, abs_ms, max, policy ("evict"|"refuse"), tombstone_ms, ip, ua,
 --       then data field/value pairs (fields already prefixed with '.')
 -- Reply: {status (1 created, 0 refused), now_ms, evicted, pruned}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local base, idle, abs, max = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 -- Expired sessions leave their index entry behind (no keyspace notifications): prune here.
 local members = redis.call('ZRANGE', KEYS[2], 0, -1)

@@ -4,8 +4,7 @@
 -- ARGV: base, sid, idle_ms, abs_ms, touch_ms
 -- Reply: {status, sid, now_ms, pttl_ms, field, value, ...}; status 1 found, 2 found through a
 -- rotation alias (grace period), 0 unknown, -1 past its absolute lifetime (deleted now)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local base, sid, key, status = ARGV[1], ARGV[2], KEYS[1], 1
 local idle, abs, touch = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HGETALL', key)

@@ -1,8 +1,7 @@
 -- List a user's live sessions with metadata, pruning index entries of expired ones.
 -- KEYS[1] user index; ARGV: base
 -- Reply: {pruned, now_ms, sid, created, pttl, ip, user_agent, sid, ...}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local base, pruned, reply = ARGV[1], 0, {0, now}
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local key = base .. 's' .. m

@@ -11,13 +11,20 @@ __all__ = ["COALESCER", "CREATE", "GET", "LIST", "REVOKE", "REVOKE_ALL", "ROTATE
            "RedisSessionBackend"]
 
 _PKG = "fleetkit.sessions"
-CREATE = Script.from_package(_PKG, "create.lua")
-GET = Script.from_package(_PKG, "get.lua")
-UPDATE = Script.from_package(_PKG, "update.lua")
-ROTATE = Script.from_package(_PKG, "rotate.lua")
-REVOKE = Script.from_package(_PKG, "revoke.lua")
-REVOKE_ALL = Script.from_package(_PKG, "revoke_all.lua")
-LIST = Script.from_package(_PKG, "list.lua")
+
+
+def _script(filename: str) -> Script:
+    """A session script behind the shared ``prelude.lua`` (its clock and HSET helper)."""
+    return Script.from_package(_PKG, filename, prelude=["prelude.lua"])
+
+
+CREATE = _script("create.lua")
+GET = _script("get.lua")
+UPDATE = _script("update.lua")
+ROTATE = _script("rotate.lua")
+REVOKE = _script("revoke.lua")
+REVOKE_ALL = _script("revoke_all.lua")
+LIST = _script("list.lua")
 
 #: The batching the store is benchmarked with (bench/sessions.py): the coalescer's default.
 COALESCER = CoalescerConfig()

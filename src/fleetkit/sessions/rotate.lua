@@ -3,8 +3,7 @@
 -- ARGV: base, old_sid, new_sid, idle_ms, abs_ms, grace_ms, n, field/value pairs...
 -- Reply: {1, now_ms, pttl_ms, field, value, ...}, {0, now_ms} (unknown/expired) or {-1, now_ms}
 -- (revoked)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local base, old, new = ARGV[1], ARGV[2], ARGV[3]
 local idle, abs = tonumber(ARGV[4]), tonumber(ARGV[5])
 local created = redis.call('HGET', KEYS[1], 'c')
@@ -22,14 +21,7 @@ if now >= created + abs then
   return {0, now}
 end
 redis.call('RENAME', KEYS[1], KEYS[3])
-local n = tonumber(ARGV[7])
-if n > 0 then
-  local kv = {}
-  for i = 8, 7 + 2 * n do
-    kv[#kv + 1] = ARGV[i]
-  end
-  redis.call('HSET', KEYS[3], unpack(kv))
-end
+hset_pairs(KEYS[3], 8, tonumber(ARGV[7]))
 -- Rotation does not extend the absolute lifetime of the login.
 local ttl = math.min(idle, created + abs - now)
 redis.call('PEXPIRE', KEYS[3], ttl)

@@ -2,8 +2,7 @@
 -- KEYS[1] session hash, KEYS[2] rotation alias of this sid, KEYS[3] tombstone of this sid
 -- ARGV: base, abs_ms, n (number of field/value pairs), pairs..., then fields to delete
 -- Reply: 1 updated, 0 unknown or expired, -1 revoked (tombstone)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local base, key, tomb = ARGV[1], KEYS[1], KEYS[3]
 if redis.call('EXISTS', key) == 0 then
   local target = redis.call('GET', KEYS[2])
@@ -22,13 +21,7 @@ if now >= tonumber(created) + tonumber(ARGV[2]) then
   return 0
 end
 local n = tonumber(ARGV[3])
-if n > 0 then
-  local kv = {}
-  for i = 4, 3 + 2 * n do
-    kv[#kv + 1] = ARGV[i]
-  end
-  redis.call('HSET', key, unpack(kv))
-end
+hset_pairs(key, 4, n)
 if #ARGV > 3 + 2 * n then
   local dels = {}
   for i = 4 + 2 * n, #ARGV do
