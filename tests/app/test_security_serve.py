@@ -2,14 +2,17 @@
 
 - item 3: ``X-Forwarded-For`` from 127.0.0.1 does not pick the client's address while
   ``TRUSTED_PROXIES`` is empty (uvicorn's own proxy-header handling trusted 127.0.0.1);
-- item 9: no ``Server`` header, a 4 MB header is 431, a chunked body over the limit is 413;
+- item 9: no ``Server`` header, a 4 MB header is 431, a chunked body over the limit is 413, a
+  head that never ends is refused by the server once over ``MAX_HEADER_BYTES``;
 - items 6 and 7: a bad setting stops ``fleetkit serve`` with one line naming it, no
   traceback, no password.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -107,6 +110,30 @@ def test_protocol_limits_on_the_real_server(served: str) -> None:
         assert r.request.headers["transfer-encoding"] == "chunked"
         assert r.status_code == 413, r.text
         assert r.json()["type"] == "body-too-large"
+
+
+def test_the_server_refuses_an_oversized_head_before_it_ends(served: str) -> None:
+    # The head never ends (no blank line): an app-level check would never run, the server
+    # would buffer all of it. fleetkit serve's protocol answers once MAX_HEADER_BYTES is past.
+    host, port = served.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (512 * 1024))
+        reply = b""
+        while True:  # the server closes after the 431 (or at EOF of its lingering read)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), reply[:200]
+    fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    assert fields[b"content-type"] == b"application/problem+json"
+    assert fields[b"x-content-type-options"] == b"nosniff"
+    assert fields[b"connection"] == b"close" and len(fields[b"x-request-id"]) == 32
+    assert b"server" not in fields
+    assert json.loads(body)["type"] == "headers-too-large"
+    # The server still answers (the refusal closed one connection, nothing else).
+    assert httpx.get(f"{served}/v1/ping", timeout=10).status_code == 200
 
 
 _KEY = "k" * 40

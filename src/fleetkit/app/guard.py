@@ -4,7 +4,9 @@ One small pure ASGI layer, just inside the request id middleware (so every answe
 the 500 included, carries ``X-Request-ID`` and logs with the request id):
 
 - **431** problem+json when the request target plus header lines exceed ``max_header_bytes`` or
-  there are more than ``max_header_count`` lines (uvicorn's httptools parser has no such limit);
+  there are more than ``max_header_count`` lines (uvicorn's httptools parser has no such limit;
+  ``fleetkit serve``'s protocol also refuses, as they arrive, heads well past the limit:
+  :mod:`fleetkit.app.headlimit`);
 - ``X-Content-Type-Options: nosniff`` on every response; ``Cache-Control: no-store`` on 401s and
   on the routes that answer with account data (unless the route set its own);
 - an exception that escapes the app is logged **once**, with its traceback, and answered with a
@@ -26,13 +28,16 @@ from starlette.responses import Response
 from fleetkit.app.problems import problem
 from fleetkit.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["NO_STORE_PREFIXES", "ProtocolGuardMiddleware"]
+__all__ = ["HEAD_LIMIT_KEY", "NO_STORE_PREFIXES", "ProtocolGuardMiddleware"]
 
 log = logging.getLogger("fleetkit.app")
 
 #: Responses under these paths hold one user's data: never stored by a browser or proxy.
 NO_STORE_PREFIXES = ("/v1/me", "/v1/sessions", "/v1/audit", "/v1/auth", "/v1/admin",
                      "/v1/items")
+#: Lifespan-state key of ``max_header_bytes``, for fleetkit serve's protocol
+#: (:mod:`fleetkit.app.headlimit`, which imports uvicorn: this module does not).
+HEAD_LIMIT_KEY = "fleetkit.max_header_bytes"
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NO_STORE = (b"cache-control", b"no-store")
 
@@ -48,6 +53,9 @@ class ProtocolGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and "state" in scope:
+                # fleetkit serve's protocol bounds the head with it before the app runs.
+                scope["state"][HEAD_LIMIT_KEY] = self.max_header_bytes
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers") or ()

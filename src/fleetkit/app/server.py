@@ -29,16 +29,18 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from uvicorn.supervisors import Multiprocess
 
+from fleetkit.app.headlimit import HeadLimitProtocol
 from fleetkit.overload.server import AdmissionProtocol
 
 __all__ = ["DrainingProtocol", "DrainingServer", "serve"]
 
 
-class DrainingProtocol(AdmissionProtocol):
+class DrainingProtocol(HeadLimitProtocol, AdmissionProtocol):
     """httptools protocol whose ``shutdown()`` answers a connection's first request first.
 
     It also refuses admission control's outright refusals before the app runs
-    (:class:`fleetkit.overload.server.AdmissionProtocol`).
+    (:class:`fleetkit.overload.server.AdmissionProtocol`), and a request head over
+    ``MAX_HEADER_BYTES`` as it arrives (:class:`fleetkit.app.headlimit.HeadLimitProtocol`).
     """
 
     _requests = 0  # requests begun on this connection
