@@ -3,63 +3,40 @@
 Names follow the seed (``REDIS_URL``, ``DATABASE_READ_POOL_SIZE``...). Every component takes its
 options as explicit keyword arguments; :class:`Settings` is how the reference service and the CLI
 fill them from the environment. :func:`load_settings` turns a validation failure into a
-:class:`~fleetkit.errors.ConfigError` that names each bad setting.
+:class:`~fleetkit.errors.ConfigError` that names each bad setting. The checks of single values
+(URL schemes, rate-limit policies, networks...) are in :mod:`fleetkit.config_checks`, which reads
+no environment.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fleetkit import config_checks as checks
+from fleetkit.config_checks import COOKIE_NAME_RE, parse_policy_list
 from fleetkit.errors import ConfigError
 from fleetkit.redaction import redact_text
 
 __all__ = ["Settings", "load_settings", "parse_policy_list", "redact_url"]
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
-                  "rediss+sentinel")
-_DB_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres", "sqlite", "sqlite+aiosqlite")
-_POLICY_RE = re.compile(
-    r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day|s|m|h|d)s?\s*$", re.I
-)
-# The limiter packs amount and window (ms) as int64: bound both well inside that.
-_MAX_AMOUNT = 10**12
-_MAX_MULTIPLIER = 10**6
-# RFC 6265 cookie-name: an HTTP token (no ';', '=', space, quote, control characters).
-_COOKIE_NAME_RE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
 
 CommaList = Annotated[list[str], NoDecode]
 # Settings whose value is never shown in an error message, not even redacted.
 _SECRET_SETTINGS = frozenset({"SECRET_KEY"})
-
-
-def parse_policy_list(value: str) -> list[str]:
-    """Split ``"20/second;1000/hour"`` into items, checking each one's shape."""
-    items = [p.strip() for p in re.split(r"[;,]", value) if p.strip()]
-    for item in items:
-        match = _POLICY_RE.match(item)
-        if not match:
-            raise ConfigError(f"{item!r} is not a rate limit such as '100/minute'")
-        amount, multiplier = int(match.group(1)), int(match.group(2) or 1)
-        if not 1 <= amount <= _MAX_AMOUNT:
-            raise ConfigError(f"{item!r}: the number of requests must be 1..{_MAX_AMOUNT}")
-        if not 1 <= multiplier <= _MAX_MULTIPLIER:
-            raise ConfigError(f"{item!r}: the window's count must be 1..{_MAX_MULTIPLIER}")
-    return items
-
-
-def _split(value: Any) -> Any:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
 
 
 def _default_data_dir() -> Path:
@@ -69,6 +46,22 @@ def _default_data_dir() -> Path:
 
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+#: Each setting's check of its value (:mod:`fleetkit.config_checks`), after its type is parsed.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(("redis_url", "redis_rate_limit_url", "redis_session_url"), checks.redis_url),
+    "database_url": checks.database_url,
+    "database_read_urls": checks.each(checks.database_url),
+    "trusted_proxies": checks.each(checks.ip_network),
+    **dict.fromkeys(("rate_limit_ip", "rate_limit_user", "rate_limit_login",
+                     "rate_limit_login_account_ip", "rate_limit_login_account",
+                     "rate_limit_login_device"), checks.policy_list),
+    "session_regions": checks.each(checks.region),
+    "admin_email": checks.removed_admin_email,
+    "overload_route_classes": checks.each(checks.route_class),
+    "secret_key": checks.secret_key,
+}
 
 
 class Settings(BaseSettings):
@@ -182,7 +175,7 @@ class Settings(BaseSettings):
     session_absolute_ttl: int = Field(86_400, ge=1)
     session_max_per_user: int = Field(5, ge=1, le=10_000)
     session_on_limit: Literal["evict_oldest", "refuse"] = "evict_oldest"
-    session_cookie_name: str = Field("__Host-session", pattern=_COOKIE_NAME_RE)
+    session_cookie_name: str = Field("__Host-session", pattern=COOKIE_NAME_RE)
     session_cookie_secure: bool = Field(True, description="False only for plain-HTTP development.")
     secret_key: SecretStr | None = Field(
         None, description="Keys token routes, account hashes and device cookies; the same on "
@@ -234,88 +227,12 @@ class Settings(BaseSettings):
                      "overload_route_classes", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
-        return _split(value)
+        return checks.split_commas(value)
 
-    @field_validator("redis_url", "redis_rate_limit_url", "redis_session_url")
+    @field_validator(*_CHECKS)
     @classmethod
-    def _check_redis_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in _REDIS_SCHEMES:
-            raise ConfigError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_db_url(cls, value: str) -> str:
-        _check_db_scheme(value)
-        return value
-
-    @field_validator("database_read_urls")
-    @classmethod
-    def _check_read_urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            _check_db_scheme(url)
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _check_cidrs(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ConfigError(f"{item!r} is not an IP network") from exc
-        return value
-
-    @field_validator("rate_limit_ip", "rate_limit_user", "rate_limit_login",
-                     "rate_limit_login_account_ip", "rate_limit_login_account",
-                     "rate_limit_login_device")
-    @classmethod
-    def _check_policies(cls, value: str) -> str:
-        parse_policy_list(value)
-        return value
-
-    @field_validator("session_regions")
-    @classmethod
-    def _check_regions(cls, value: list[str]) -> list[str]:
-        for item in value:
-            name, sep, url = item.partition("=")
-            if not sep or not name or not url:
-                raise ConfigError(f"{redact_text(item)!r} must look like "
-                                  "'eu-west=redis://host:6379'")
-        return value
-
-    @field_validator("admin_email")
-    @classmethod
-    def _check_removed(cls, value: str | None) -> str | None:
-        if value:
-            raise ConfigError("ADMIN_EMAIL is no longer supported (whoever registered that address "
-                              "first became an admin); create the first admin with "
-                              "`fleetkit admin create EMAIL` and unset ADMIN_EMAIL")
-        return None
-
-    @field_validator("overload_route_classes")
-    @classmethod
-    def _check_route_classes(cls, value: list[str]) -> list[str]:
-        classes = ("never", "critical", "normal", "sheddable")
-        for item in value:
-            prefix, sep, name = item.partition("=")
-            if not sep or not prefix.strip().startswith("/") or name.strip().lower() not in classes:
-                raise ConfigError(f"{item!r} must look like '/v1/auth/login=critical' (classes: "
-                                  f"{', '.join(classes)})")
-        return value
-
-    @field_validator("secret_key")
-    @classmethod
-    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        if len(value.get_secret_value()) < 32:
-            raise ConfigError("needs at least 32 characters, e.g. the output of "
-                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
-        return value
+    def _check_value(cls, value: Any, info: ValidationInfo) -> Any:
+        return _CHECKS[str(info.field_name)](value)
 
     @model_validator(mode="after")
     def _place_data(self) -> Settings:
@@ -392,12 +309,6 @@ def redact_url(url: str) -> str:
     The same as :func:`fleetkit.redaction.redact_text` (kept for the public API).
     """
     return redact_text(url)
-
-
-def _check_db_scheme(url: str) -> None:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in _DB_SCHEMES:
-        raise ConfigError(f"scheme must be one of {', '.join(_DB_SCHEMES)}")
 
 
 class _IsolatedSettings(Settings):

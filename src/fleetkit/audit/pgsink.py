@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from fleetkit.audit.batches import COLUMNS, SinkDataError, WriteResult, to_asyncpg_url
 from fleetkit.audit.schema import CANON_SQL, ensure_partitions, month_of, qident
-from fleetkit.audit.sink import COLUMNS, SinkDataError, WriteResult, to_asyncpg_url
 from fleetkit.errors import BackendUnavailable
 
 __all__ = ["PostgresSink"]

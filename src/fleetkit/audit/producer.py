@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fleetkit.audit.entries import Batch, BatchFuture
 from fleetkit.audit.events import AuditEvent
 from fleetkit.audit.metrics import (
     ENTRY_EVENTS,
@@ -44,25 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["AuditLog"]
 
 log = logging.getLogger("fleetkit.audit")
-
-
-class _BatchFuture(asyncio.Future[None]):
-    """Shared by every ``log()`` of one entry: a cancelled caller must not cancel the others.
-
-    Task.cancel() asks the awaited future to cancel first; refusing makes the task receive
-    CancelledError when the batch completes, which leaves the other waiters untouched.
-    """
-
-    def cancel(self, msg: Any | None = None) -> bool:
-        return False
-
-
-class _Batch:
-    __slots__ = ("future", "lines")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.lines: list[bytes] = []
-        self.future = _BatchFuture(loop=loop)
 
 
 class AuditLog:
@@ -91,9 +73,9 @@ class AuditLog:
         self._spool = DiskSpool(Path(spool_dir), fsync=spool_fsync)
         self._spool_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._open: _Batch | None = None
-        self._ready: deque[_Batch] = deque()
-        self._sending: set[_Batch] = set()
+        self._open: Batch | None = None
+        self._ready: deque[Batch] = deque()
+        self._sending: set[Batch] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight = 0
         self._scheduled = False
@@ -157,7 +139,7 @@ class AuditLog:
         for fut in dict.fromkeys(futures):
             await fut
 
-    def _add(self, line: bytes) -> _BatchFuture:
+    def _add(self, line: bytes) -> BatchFuture:
         if self._closed:
             raise AuditError("the AuditLog is closed")
         batch = self._open
@@ -165,7 +147,7 @@ class AuditLog:
             if self._loop is None:
                 self._start()
             assert self._loop is not None
-            batch = self._open = _Batch(self._loop)
+            batch = self._open = Batch(self._loop)
         batch.lines.append(line)
         self._pending += 1
         if len(batch.lines) >= self._max_batch:
@@ -209,7 +191,7 @@ class AuditLog:
             self._sending.add(batch)
             self._spawn(self._send(batch))
 
-    async def _send(self, batch: _Batch) -> None:
+    async def _send(self, batch: Batch) -> None:
         n = len(batch.lines)
         try:
             payload = b"\n".join(batch.lines)

@@ -1,7 +1,8 @@
-"""Where audit batches are stored: the pieces both sinks share, and SQLite (embedded mode).
+"""Where audit batches are stored in embedded mode: SQLite.
 
 The PostgreSQL sink (distributed mode) is :mod:`fleetkit.audit.pgsink`: it needs asyncpg, which
-producing events must not (``PostgresSink`` is still importable from here, lazily).
+producing events must not (``PostgresSink`` is still importable from here, lazily). What both
+sinks share is in :mod:`fleetkit.audit.batches` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,14 +11,21 @@ import asyncio
 import hashlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fleetkit.errors import AuditError, ConfigError
+from fleetkit.audit.batches import (
+    COLUMNS,
+    GENESIS,
+    SinkDataError,
+    WriteResult,
+    chain_hash,
+    to_asyncpg_url,
+)
+from fleetkit.errors import AuditError
 
 if TYPE_CHECKING:
     from fleetkit.audit.pgsink import PostgresSink
@@ -25,40 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["COLUMNS", "GENESIS", "PostgresSink", "SinkDataError", "SqliteSink", "WriteResult",
            "chain_hash", "to_asyncpg_url"]
 
-#: The previous hash of the first batch.
-GENESIS = bytes(32)
-#: The stored columns, in order (both sinks).
-COLUMNS = ("event_id", "time", "actor", "action", "resource", "outcome", "reason", "client_ip",
-           "user_agent", "request_id", "instance", "metadata")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class SinkDataError(AuditError):
-    """The batch holds data the database refuses (a poison entry): retrying will not help."""
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    events: int
-    inserted: int
-    batch_id: int | None
-
-    @property
-    def duplicates(self) -> int:
-        return self.events - self.inserted
-
-
-def chain_hash(prev: bytes, batch_id: int, digest: bytes) -> bytes:
-    """hash = sha256(prev_hash || int8 big-endian batch_id || rows_digest) (as in SQL)."""
-    return hashlib.sha256(prev + batch_id.to_bytes(8, "big", signed=True) + digest).digest()
-
-
-def to_asyncpg_url(url: str) -> str:
-    """Accept SQLAlchemy-style ``postgresql+asyncpg://`` URLs too (asyncpg wants the plain form)."""
-    scheme, sep, rest = url.partition("://")
-    if scheme.split("+")[0] not in ("postgresql", "postgres"):
-        raise ConfigError("the audit sink needs a postgresql:// URL")
-    return f"postgresql{sep}{rest}"
 
 
 # --- SQLite (embedded mode) -------------------------------------------------------------------
