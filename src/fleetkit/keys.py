@@ -5,14 +5,17 @@ builds its keys with the helpers below, so two components that must agree on a l
 session store and the session monitor) cannot drift apart. Every key a script touches shares one
 hash tag (``{...}``), so every script runs on one Redis Cluster slot::
 
-    fk:rl:{<key>}:<alg><window_ms>:<amount>   rate limit state, one key per limit and client
+    fk:rl:{<key>}:<alg>:<window_ms>:<amount>  rate limit state, one key per limit and client
     fk:rl:{instances}                         zset of live limiter instances (heartbeat)
     fk:{<route>}s<sid>                        session hash
     fk:{<route>}u<user>                       zset: the user's session index
     fk:{<route>}r<sid>                        rotated session: the new sid (grace period)
     fk:{<route>}t<sid>                        tombstone of a revoked or evicted sid
     fk:monitor:lease                          the session monitor's fleet-wide lease
-    fleetkit:breaker:{<name>}...              breaker window, state, lease (+ pub/sub channel)
+    {fleetkit:breaker:<name>}:state           breaker state hash
+    {fleetkit:breaker:<name>}:buckets         its sliding window of call/failure counts
+    {fleetkit:breaker:<name>}:leases          its half-open trial leases (zset)
+    fleetkit:breaker:events:<name>            its pub/sub channel (not a key: no hash tag)
     fleetkit:audit:{s<n>}                     audit stream shard n
     fleetkit:audit:dead:{s<n>}                its dead letters
 
@@ -26,8 +29,8 @@ from __future__ import annotations
 __all__ = [
     "AUDIT_PREFIX", "BREAKER_PREFIX", "RATELIMIT_ALGORITHM_TAGS", "RATELIMIT_PREFIX",
     "SESSION", "SESSIONS_PREFIX", "SESSION_INDEX", "SESSION_ROTATED", "SESSION_TOMBSTONE",
-    "escape_tag", "index_base", "monitor_lease_key", "ratelimit_instances_key", "session_base",
-    "session_index_pattern",
+    "breaker_keys", "escape_tag", "index_base", "monitor_lease_key", "ratelimit_instances_key",
+    "session_base", "session_index_pattern",
 ]
 
 #: :class:`fleetkit.ratelimit.RateLimiter` (``prefix=``).
@@ -56,6 +59,15 @@ def escape_tag(text: str) -> str:
     if "{" in text or "}" in text or "%" in text:
         text = text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
     return text
+
+
+def breaker_keys(prefix: str, name: str) -> tuple[list[str], str]:
+    """The three keys of one breaker (one hash tag: one Cluster slot) and its channel.
+
+    The channel is not a key: a plain PUBLISH reaches every node of a Cluster.
+    """
+    tag = f"{{{prefix}:{escape_tag(name)}}}"
+    return [f"{tag}:state", f"{tag}:buckets", f"{tag}:leases"], f"{prefix}:events:{name}"
 
 
 def ratelimit_instances_key(prefix: str = RATELIMIT_PREFIX) -> str:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from fleetkit.breaker.backend import AdminAction, TrialVerdict
 from fleetkit.breaker.rules import BreakerConfig
 from fleetkit.breaker.state import Batch, Snapshot
-from fleetkit.keys import BREAKER_PREFIX, escape_tag
+from fleetkit.keys import BREAKER_PREFIX, breaker_keys
 from fleetkit.redis import Script
 
 __all__ = ["DEFAULT_KEY_PREFIX", "SCRIPT", "RedisBreakerBackend", "breaker_keys"]
@@ -21,15 +21,6 @@ __all__ = ["DEFAULT_KEY_PREFIX", "SCRIPT", "RedisBreakerBackend", "breaker_keys"
 SCRIPT = Script.from_package("fleetkit.breaker", "breaker.lua")
 DEFAULT_KEY_PREFIX = BREAKER_PREFIX
 log = logging.getLogger("fleetkit.breaker")
-
-
-def breaker_keys(prefix: str, name: str) -> tuple[list[str], str]:
-    """The three keys of one breaker (one hash tag: one Cluster slot) and its channel.
-
-    The channel is not a key: a plain PUBLISH reaches every node of a Cluster.
-    """
-    tag = f"{{{prefix}:{escape_tag(name)}}}"
-    return [f"{tag}:state", f"{tag}:buckets", f"{tag}:leases"], f"{prefix}:events:{name}"
 
 
 class RedisBreakerBackend:
