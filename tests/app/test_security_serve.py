@@ -4,12 +4,15 @@
   ``TRUSTED_PROXIES`` is empty (uvicorn's own proxy-header handling trusted 127.0.0.1);
 - item 9: no ``Server`` header, a 4 MB header is 431, a chunked body over the limit is 413, a
   head that never ends is refused by the server once over ``MAX_HEADER_BYTES``;
-- items 6 and 7: a bad setting stops ``fleetkit serve`` with one line naming it, no
-  traceback, no password.
+- item 3 also: with ``TRUSTED_PROXIES`` set, the proxy's entry is the client, for uvicorn and
+  fleetkit alike;
+- items 5, 6 and 7: a bad setting (``ADMIN_EMAIL`` among them) stops ``fleetkit serve`` with
+  one line naming it, no traceback, no password.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -37,11 +40,11 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "SESSION_COOKIE_SECURE": "false", "SESSION_COOKIE_NAME": "session", **extra}
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def _serve(tmp_path: Path, **extra: str) -> Iterator[str]:
     port = free_port()
     env = _env(tmp_path, RATE_LIMIT_IP="20/minute", RATE_LIMIT_LOGIN="1000/minute",
-               MAX_BODY_BYTES="4096")
+               MAX_BODY_BYTES="4096", **extra)
     with open(tmp_path / "server.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "fleetkit.cli", "serve", "--port",
                                  str(port)], env=env, cwd=tmp_path, stdout=log, stderr=log)
@@ -51,6 +54,12 @@ def served(tmp_path: Path) -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(60)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    with _serve(tmp_path) as url:
+        yield url
 
 
 def _audit_rows(db: Path, action: str) -> list[tuple[str | None, str | None]]:
@@ -86,6 +95,20 @@ def test_forwarded_for_from_localhost_is_not_the_client(served: str, tmp_path: P
     rows = _audit_rows(tmp_path / "app.db", "auth.login")
     assert len(rows) == 2, rows  # both failed logins recorded, the garbage address included
     assert {ip for ip, _ in rows} == {"127.0.0.1"}  # the peer, never the spoofed entries
+
+
+def test_forwarded_for_from_a_trusted_proxy_is_the_client(tmp_path: Path) -> None:
+    # The same one setting turns uvicorn's proxy headers on, for exactly those proxies.
+    with _serve(tmp_path, TRUSTED_PROXIES="127.0.0.1/32") as served, \
+            httpx.Client(base_url=served, timeout=10) as client:
+        r = client.post("/v1/auth/login", json={"email": "y@example.com", "password": "wrong pw!"},
+                        headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.66"})
+        assert r.status_code == 401
+        codes = [client.get("/v1/ping", headers={"X-Forwarded-For": f"198.51.100.{i}"}
+                            ).status_code for i in range(25)]
+        assert set(codes) == {200}  # one budget per client behind the proxy
+        rows = _audit_rows(tmp_path / "app.db", "auth.login")
+    assert [ip for ip, _ in rows] == ["203.0.113.66"]  # the entry the proxy appended
 
 
 def test_protocol_limits_on_the_real_server(served: str) -> None:
@@ -141,6 +164,7 @@ _KEY = "k" * 40
 
 @pytest.mark.parametrize(("extra", "named", "secret"), [
     ({"RATE_LIMIT_IP": "0/second"}, "RATE_LIMIT_IP", None),
+    ({"ADMIN_EMAIL": "boss@example.com"}, "ADMIN_EMAIL", None),  # item 5
     ({"RATE_LIMIT_USER": "5/0minute"}, "RATE_LIMIT_USER", None),
     ({"SESSION_REGIONS": "eu-west redis://:regionpass@127.0.0.1:1"}, "SESSION_REGIONS",
      "regionpass"),
