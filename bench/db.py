@@ -6,9 +6,12 @@ Phase 1 measures the router's overhead: the same query (``SELECT 1``, so the ove
 visible as it can be) on the same replica through a plain SQLAlchemy asyncpg engine (baseline)
 and through ``db.read()``, ``db.run_read()``, ``db.read(lsn=token)`` and ``db.fetch_all()``
 (the same Core statement run on the driver), in the same run.
-Phase 2 stops the replica (``scripts/services.sh replica-stop``) while 32 tasks read, counts
-errors of requests that started after the router detected the failure (target: 0), and restarts
-the replica in ``finally`` (it is shared), then times until the monitor puts it back.
+Phase 1 only reads the shared services. Phase 2 stops a replica while 32 tasks read, counts
+errors of requests that started after the router detected the failure (target: 0), restarts it,
+then times until the monitor puts it back. That replica is a private primary + streaming replica
+(``tests/db/pgcluster.py``: a fresh ``initdb`` and ``pg_basebackup`` in a temporary directory,
+on free ports, removed at the end): the shared replica serves everyone's tests and is never
+stopped here.
 """
 
 from __future__ import annotations
@@ -26,21 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import literal, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from tests.db.pgcluster import PgCluster
 
 from bench.harness import Report, median, run_concurrent
 from fleetkit.db import Database
 from fleetkit.errors import DatabaseError
 
-ROOT = Path(__file__).resolve().parent.parent
 QUERY = text("SELECT 1")
 CORE = select(literal(1).label("one"))
-
-
-async def services(command: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        "bash", str(ROOT / "scripts" / "services.sh"), command,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    await asyncio.wait_for(proc.wait(), 120)
 
 
 async def overhead(report: Report, primary: str, replica: str, seconds: float,
@@ -94,9 +90,10 @@ async def overhead(report: Report, primary: str, replica: str, seconds: float,
         await plain.dispose()
 
 
-async def failover(report: Report, primary: str, replica_url: str, conc: int) -> None:
-    db = Database(primary, read_urls=[replica_url], read_pool_size=conc, write_pool_size=conc,
-                  health_interval=1.0, connect_timeout=2.0)
+async def failover(report: Report, cluster: PgCluster, conc: int) -> None:
+    """Stop and restart ``cluster``'s replica (private to this run) under ``conc`` readers."""
+    db = Database(cluster.primary_url, read_urls=[cluster.replica_url], read_pool_size=conc,
+                  write_pool_size=conc, health_interval=1.0, connect_timeout=2.0)
     await db.start()
     replica = db.replicas[0]
     ok: list[tuple[float, bool]] = []          # (started, on replica)
@@ -120,7 +117,7 @@ async def failover(report: Report, primary: str, replica_url: str, conc: int) ->
         await asyncio.sleep(1.0)
         stopped_at = time.monotonic()
         try:
-            stopper = asyncio.create_task(services("replica-stop"))
+            stopper = asyncio.create_task(asyncio.to_thread(cluster.stop_replica))
             deadline = time.monotonic() + 30
             while replica.healthy and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
@@ -128,7 +125,7 @@ async def failover(report: Report, primary: str, replica_url: str, conc: int) ->
             await stopper
             await asyncio.sleep(2.0)   # reads with the replica down
         finally:
-            await services("replica-start")
+            await asyncio.to_thread(cluster.start_replica)
         deadline = time.monotonic() + 60
         while not replica.healthy and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -164,8 +161,14 @@ async def main(primary: str, replica: str, seconds: float, conc: int) -> int:
     ratio = float(report.get(f"db.read() x{conc}").extra["paired_ratio"])
     report.check("router overhead: db.read() >= 0.8x plain engine (paired rounds)",
                  ratio >= 0.8, f"{ratio:.2f}x")
-    await failover(report, primary, replica, conc)
+    cluster = PgCluster(max_connections=2 * conc + 20)  # readers fall back to the primary
+    try:
+        await asyncio.to_thread(cluster.start)
+        await failover(report, cluster, conc)
+    finally:
+        await asyncio.to_thread(cluster.close)
     report.info.update(primary=primary.split("@")[-1], replica=replica.split("@")[-1],
+                       failover="private primary + replica (tests/db/pgcluster.py)",
                        query="SELECT 1", concurrency=conc)
     report.save(chart_unit="reads/s")
     return report.exit_code()

@@ -32,7 +32,7 @@ hot_standby = on
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 40
+max_connections = {max_connections}
 shared_buffers = 16MB
 """
 
@@ -49,7 +49,8 @@ def pg_bin() -> Path:
 class PgCluster:
     """``primary_url``/``replica_url`` (user ``postgres``, database ``postgres``, trust auth)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_connections: int = 40) -> None:
+        self.max_connections = max_connections
         self.bin = pg_bin()
         self.root = Path(tempfile.mkdtemp(prefix="fleetkit-pg-"))
         self.primary_port = free_port()
@@ -82,7 +83,8 @@ class PgCluster:
         self._run("initdb", "-D", str(self.primary_dir), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
         with open(self.primary_dir / "postgresql.conf", "a") as conf:
-            conf.write(_CONF.format(port=self.primary_port, sock=self.sock))
+            conf.write(_CONF.format(port=self.primary_port, sock=self.sock,
+                                    max_connections=self.max_connections))
         with open(self.primary_dir / "pg_hba.conf", "w") as hba:
             hba.write("local all all trust\nhost all all 127.0.0.1/32 trust\n"
                       "local replication all trust\nhost replication all 127.0.0.1/32 trust\n")
