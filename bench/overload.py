@@ -200,16 +200,15 @@ class Throttled:
 
     def __init__(self, url: str, token: str, *, clients: int, rate: float,
                  requests: int, group: int = GROUP) -> None:
-        self.GROUP = group
-        groups = max(1, clients // self.GROUP)
+        groups = max(1, clients // group)
         per_client = rate / clients
         tick = 1.0 / per_client
-        each = max(self.GROUP, requests // groups // self.GROUP * self.GROUP)
+        each = max(group, requests // groups // group * group)
         self.hey: list[Hey] = []
         for i in range(groups):
             if i:
                 time.sleep(tick / groups)
-            self.hey.append(Hey(url, token, clients=self.GROUP, qps=per_client, requests=each))
+            self.hey.append(Hey(url, token, clients=group, qps=per_client, requests=each))
         self.start = self.hey[0].start
 
     def wait(self) -> Rows:
