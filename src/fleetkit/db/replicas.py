@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fleetkit.db.lsn import parse_lsn
+from fleetkit.tasks import cancel_and_wait
 
 __all__ = ["MonitoredRouter", "Node", "ReplicaMonitor", "ReplicaProbe", "assess_replica",
            "least_busy"]
@@ -196,10 +197,7 @@ class ReplicaMonitor:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         # Database.start() has just checked; the first round is one interval later.

@@ -7,12 +7,12 @@ orchestrator restart every instance at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
 from fleetkit.health.metrics import LOOP_LAG
 from fleetkit.health.status import ComponentStatus, Status
+from fleetkit.tasks import cancel_and_wait
 
 __all__ = ["LivenessCallback", "LoopLagMonitor"]
 
@@ -37,11 +37,8 @@ class LoopLagMonitor:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -12,7 +12,6 @@ and flags the result it could not refresh as stale.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +22,7 @@ from fleetkit.errors import ConfigError
 from fleetkit.health import metrics as m
 from fleetkit.health.liveness import LivenessCallback, LoopLagMonitor
 from fleetkit.health.status import ComponentStatus, Status
+from fleetkit.tasks import cancel_and_wait
 
 __all__ = ["CheckFunc", "CheckResult", "HealthRegistry", "HealthReport"]
 
@@ -171,11 +171,7 @@ class HealthRegistry:
         if self._loop_task is not None:
             tasks.append(self._loop_task)
             self._loop_task = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         await self.loop_lag.aclose()
 
     def begin_shutdown(self) -> None:

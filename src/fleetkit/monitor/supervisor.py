@@ -26,6 +26,7 @@ from fleetkit.health import ComponentStatus
 from fleetkit.keys import SESSIONS_PREFIX
 from fleetkit.monitor import metrics as m
 from fleetkit.monitor.worker import BUCKETS, WorkerConfig, run_worker
+from fleetkit.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from fleetkit.config import Settings
@@ -118,11 +119,8 @@ class SessionMonitor:
     async def aclose(self, timeout: float = 5.0) -> None:
         """Ask the worker to stop (it releases the lease), then make sure it is gone."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.send("stop")

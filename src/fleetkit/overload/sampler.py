@@ -10,11 +10,11 @@ controller's clock-based duties (queue deadlines, window ends) when no request d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from fleetkit.errors import ConfigError
 from fleetkit.overload.admission import AdmissionController
+from fleetkit.tasks import cancel_and_wait
 
 __all__ = ["LoopLagSampler"]
 
@@ -40,10 +40,7 @@ class LoopLagSampler:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         # time.monotonic, not loop.time(): uvloop's loop time is cached once per iteration,
