@@ -101,6 +101,22 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def test_type_checking_and_function_imports_are_edges(tmp_path: Path) -> None:
+    # A cycle closed only under TYPE_CHECKING (or by an import inside a function) still ties
+    # the two modules together: the finder must see those imports, not only top-level ones.
+    module = tmp_path / "view.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from fleetkit.breaker.breaker import CircuitBreaker\n"
+        "    from . import rules\n"
+        "def f() -> None:\n"
+        "    import fleetkit.redis.connect\n")
+    known = {"fleetkit.breaker.breaker", "fleetkit.breaker.rules", "fleetkit.redis.connect",
+             "fleetkit.breaker.view"}
+    assert _imports(module, "fleetkit.breaker.view", known) == known - {"fleetkit.breaker.view"}
+
+
 # --- module size --------------------------------------------------------------------------
 
 def test_modules_stay_under_400_lines() -> None:

@@ -13,24 +13,25 @@ from fleetkit.overload.admission import AdmissionController
 __all__ = ["IN_FLIGHT", "LIMIT", "LOOP_LAG", "QUEUED", "QUEUE_DELAY", "REFUSED", "SHEDDING",
            "publish"]
 
-LIMIT = Gauge("fleetkit_overload_limit",
-              "Adaptive concurrency limit (summed over worker processes).",
-              multiprocess_mode="livesum")
-IN_FLIGHT = Gauge("fleetkit_overload_in_flight",
-                  "Requests holding an admission slot (summed over worker processes).",
-                  multiprocess_mode="livesum")
-QUEUED = Gauge("fleetkit_overload_queued", "Requests waiting in the admission queue.",
-               multiprocess_mode="livesum")
-QUEUE_DELAY = Gauge("fleetkit_overload_queue_delay_seconds",
-                    "Mean time a request waited before running in the last window: event-loop "
-                    "lag plus admission-queue wait (worst worker process).",
-                    multiprocess_mode="livemax")
-LOOP_LAG = Gauge("fleetkit_overload_loop_lag_seconds",
-                 "Mean event-loop lag in the last window (worst worker process).",
-                 multiprocess_mode="livemax")
-SHEDDING = Gauge("fleetkit_overload_shedding",
-                 "1 while the last window was over target (worst worker process).",
-                 multiprocess_mode="livemax")
+
+def _summed(name: str, doc: str) -> Gauge:
+    # The help text says how the workers' values combine; made here with the mode it names,
+    # so the two cannot disagree.
+    return Gauge(name, f"{doc} (summed over worker processes).", multiprocess_mode="livesum")
+
+
+def _worst(name: str, doc: str) -> Gauge:
+    return Gauge(name, f"{doc} (worst worker process).", multiprocess_mode="livemax")
+
+
+LIMIT = _summed("fleetkit_overload_limit", "Adaptive concurrency limit")
+IN_FLIGHT = _summed("fleetkit_overload_in_flight", "Requests holding an admission slot")
+QUEUED = _summed("fleetkit_overload_queued", "Requests waiting in the admission queue")
+QUEUE_DELAY = _worst("fleetkit_overload_queue_delay_seconds",
+                     "Mean time a request waited before running in the last window: event-loop "
+                     "lag plus admission-queue wait")
+LOOP_LAG = _worst("fleetkit_overload_loop_lag_seconds", "Mean event-loop lag in the last window")
+SHEDDING = _worst("fleetkit_overload_shedding", "1 while the last window was over target")
 REFUSED = Counter("fleetkit_overload_refused_total",
                   "Requests refused with 503 by admission control, by class and reason "
                   "(limit: at the door; queue_timeout; evicted: by a more important request).",

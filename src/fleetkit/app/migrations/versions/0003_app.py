@@ -3,9 +3,11 @@
 Revision ID: 0003_app
 Revises: 0002_audit
 
-Written out once from ``fleetkit.app.models`` (it used to run ``metadata.create_all`` from the
-live models, so the revision silently changed with them). A change to the models needs a new
-revision here; tests/db/test_migrate.py compares the migrated schema with the models
+It repeats the tables of ``fleetkit.app.models`` on purpose (a duplicate finder pairs the
+two files): a migration is frozen DDL and must never import the live models, or the revision
+would silently change with them (it once ran ``metadata.create_all`` from the live models, so a
+database migrated last year and one migrated today differed). A change to the models needs a
+new revision here; tests/db/test_migrate.py compares the migrated schema with the models
 (Alembic's ``compare_metadata``) and fails until one is written. Same id as before, so a
 database already at ``0003_app`` is at this revision.
 """
