@@ -1,0 +1,43 @@
+"""fleetkit.tasks.cancel_and_wait: returns only once every cancelled task has finished."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fleetkit.tasks import cancel_and_wait
+
+
+async def test_returns_after_each_task_has_run_its_cleanup() -> None:
+    cleaned: list[int] = []
+    started = asyncio.Event()
+
+    async def loop(n: int) -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0)  # cleanup that itself awaits: cancel() alone would not wait
+            cleaned.append(n)
+
+    tasks = [asyncio.create_task(loop(n)) for n in range(3)]
+    await started.wait()
+    await cancel_and_wait(tasks[0], None, *tasks[1:])
+    assert sorted(cleaned) == [0, 1, 2]
+    assert all(t.cancelled() for t in tasks)
+
+
+async def test_a_crash_is_raised_after_the_others_have_finished() -> None:
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    crashed, other = asyncio.create_task(crash()), asyncio.create_task(forever())
+    await asyncio.wait({crashed}, timeout=5)
+    with pytest.raises(RuntimeError, match="boom"):
+        await cancel_and_wait(crashed, other)
+    assert other.cancelled()
+
