@@ -33,7 +33,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Report, run_concurrent
+from bench.harness import Report, machine_cpu_seconds, run_concurrent
 from fleetkit.audit import AuditEvent, AuditLog
 from fleetkit.audit.schema import install
 from fleetkit.audit.streams import stream_key
@@ -44,14 +44,6 @@ REDIS_URL = os.environ.get("FLEETKIT_TEST_REDIS_URL", "redis://127.0.0.1:6390/0"
 PG_URL = os.environ.get("FLEETKIT_TEST_PG_PRIMARY_URL",
                         "postgresql://fleetkit:fleetkit@127.0.0.1:5440/fleetkit")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _cpu_seconds() -> float:
-    """CPU time used by the whole machine so far (every process: user + system), in seconds."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _event(i: int) -> AuditEvent:
@@ -163,12 +155,12 @@ async def main(n: int, seconds: float) -> int:
     rows = [_row(e) for e in events]
     cols = ["event_id", "time", "actor", "action", "resource", "outcome", "reason", "client_ip",
             "user_agent", "request_id", "instance", "metadata", "batch_id"]
-    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    t0, cpu0 = time.perf_counter(), machine_cpu_seconds()
     for i in range(0, n, 20_000):
         await conn.copy_records_to_table("audit_events", schema_name=schema,
                                          records=rows[i:i + 20_000], columns=cols)
     copy_rate = n / (time.perf_counter() - t0)
-    copy_cpu_us = (_cpu_seconds() - cpu0) / n * 1e6
+    copy_cpu_us = (machine_cpu_seconds() - cpu0) / n * 1e6
     assert await _count(conn, schema) == n
     await _drop(conn, schema)
     report.add("raw COPY ceiling (same rows)", copy_rate, "events/s",
@@ -181,11 +173,11 @@ async def main(n: int, seconds: float) -> int:
     worker = _worker(schema, prefix)
     try:
         await _worker_ready(redis, prefix)
-        t0, cpu0 = time.perf_counter(), _cpu_seconds()
+        t0, cpu0 = time.perf_counter(), machine_cpu_seconds()
         await _produce(redis, prefix, events, spool)
         produced = time.perf_counter()
         t1 = await _wait_rows(conn, schema, n)
-        e2e_cpu_us = (_cpu_seconds() - cpu0) / n * 1e6
+        e2e_cpu_us = (machine_cpu_seconds() - cpu0) / n * 1e6
     finally:
         worker.terminate()
         worker.wait(30)
@@ -208,9 +200,9 @@ async def main(n: int, seconds: float) -> int:
     worker = _worker(schema, prefix)
     try:
         await _worker_ready(redis, prefix)
-        t0, cpu0 = time.perf_counter(), _cpu_seconds()
+        t0, cpu0 = time.perf_counter(), machine_cpu_seconds()
         t1 = await _wait_rows(conn, schema, n)
-        drain_cpu_us = (_cpu_seconds() - cpu0) / n * 1e6
+        drain_cpu_us = (machine_cpu_seconds() - cpu0) / n * 1e6
     finally:
         worker.terminate()
         worker.wait(30)

@@ -201,5 +201,27 @@ class Report:
         return 0 if all(c.ok for c in self.checks) else 1
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time used by the whole machine so far (every process: user + system), in seconds."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, all threads) so far of the running processes of a process
+    group (a server started with ``start_new_session=True`` and the workers it forked)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0

@@ -14,15 +14,18 @@
 #   8100         nginx: deployment/nginx/nginx.conf + upstream.local.conf + listen.local.conf
 #   8101-8103    app-1..3: `fleetkit serve` (INSTANCE_ID app-N, own audit spool)
 #   -            audit-worker: `fleetkit worker audit` (Redis streams -> PostgreSQL)
-#   -            upstreams: takes an instance out of Nginx's upstream while its /health/ready
-#                is not 200 and puts it back when it is (what Kubernetes endpoints do; see
-#                docs/deployment.md "Local stack")
 #   6401         redis-main (audit streams, breakers; AOF appendfsync always, noeviction)
 #   6402         redis-ratelimit (no persistence)
 #   6403         redis-sessions (AOF everysec, noeviction)
 #   9190         prometheus: deployment/monitoring/prometheus.yml + targets.local/
 #   5440/5441    PostgreSQL primary/replica of scripts/services.sh (started if down), database
 #                $FLEETKIT_STACK_DB (default fleetkit_stack, created if missing, migrated)
+#
+# Nginx's upstream never changes (no reload: a reload closes the idle client keep-alive
+# connections, and a client writing on one at that moment fails). An instance taken out drains
+# itself (docs/deployment.md "Draining an instance"): Nginx's passive failover retries the
+# refused connects, and its upstream keepalive_timeout below SHUTDOWN_DELAY leaves no idle
+# pooled connection to the instance when it closes its listener.
 #
 # Everything (pid files, logs, Redis data, Nginx prefix, Prometheus TSDB, audit spools) lives in
 # $FLEETKIT_STACK_DIR (default /tmp/fleetkit-stack).
@@ -63,7 +66,7 @@ DB=${FLEETKIT_STACK_DB:-fleetkit_stack}
 
 # Stop order: traffic first, then the producers (apps flush their audit events into Redis on
 # SIGTERM), the consumer, and the Redis servers last.
-PROCESSES=(upstreams nginx app-1 app-2 app-3 audit-worker prometheus
+PROCESSES=(nginx app-1 app-2 app-3 audit-worker prometheus
            redis-main redis-ratelimit redis-sessions)
 
 export PGCONNECT_TIMEOUT=5
@@ -178,20 +181,6 @@ export_app_env() {
     unset PROMETHEUS_MULTIPROC_DIR
 }
 
-# upstream.local.conf with the instances listed in $1 (e.g. "app-2 app-3") marked `down`
-render_upstream() {
-    local conf line port
-    conf=$(<"$ROOT/deployment/nginx/upstream.local.conf")
-    while IFS= read -r line; do
-        for port in $1; do
-            if [[ $line == "server 127.0.0.1:$port "* ]]; then
-                line=${line/ max_fails/ down max_fails}
-            fi
-        done
-        printf '%s\n' "$line"
-    done <<<"$conf"
-}
-
 # ---------------------------------------------------------------------- up
 
 start_redis() {
@@ -244,7 +233,7 @@ start_nginx() {
     mkdir -p "$prefix/fleetkit"
     cp "$ROOT/deployment/nginx/nginx.conf" "$prefix/nginx.conf"
     cp "$ROOT/deployment/nginx/listen.local.conf" "$prefix/fleetkit/listen.conf"
-    render_upstream "" >"$prefix/fleetkit/upstream.conf"
+    cp "$ROOT/deployment/nginx/upstream.local.conf" "$prefix/fleetkit/upstream.conf"
     "$NGINX_BIN" -t -q -e stderr -p "$prefix/" -c "$prefix/nginx.conf" ||
         die "nginx -t failed for $prefix/nginx.conf"
     launch nginx "$NGINX_PORT" "$NGINX_BIN" -e stderr -p "$prefix/" -c "$prefix/nginx.conf" \
@@ -294,60 +283,21 @@ cmd_up() {
             http_ok "${APP_PORTS[n - 1]}" /health/ready
     done
     start_nginx
-    if ! running_pid upstreams >/dev/null; then
-        launch upstreams - bash "$ROOT/scripts/stack.sh" _upstreams
-    fi
     wait_for nginx "nginx on $NGINX_PORT answering /health/ready from an instance" \
         http_ok "$NGINX_PORT" /health/ready
     wait_for prometheus "prometheus on $PROMETHEUS_PORT" http_ok "$PROMETHEUS_PORT" /-/ready
     log "up: http://127.0.0.1:$NGINX_PORT (Prometheus http://127.0.0.1:$PROMETHEUS_PORT)"
 }
 
-# ---------------------------------------------------------------------- upstream watcher
-
-# Polls each instance's /health/ready every 0.2 s. An instance answering 503 (draining after
-# SIGTERM, or its critical checks failing) or refusing connections is marked `down` in Nginx's
-# upstream and Nginx reloads (old workers finish their requests); it is put back once it answers
-# 200. A health request that times out changes nothing (a busy instance is not a dead one), and
-# when no instance is ready all stay listed (failing open beats answering 502 to everything).
-cmd_upstreams() {
-    local conf=$DIR/nginx/fleetkit/upstream.conf current down port status i line lines
-    while :; do
-        # What Nginx was last given (the file, not memory: `up` rewrites it when it restarts
-        # Nginx).
-        current=""
-        mapfile -t lines <"$conf"
-        for line in "${lines[@]}"; do
-            if [[ $line =~ ^server\ 127\.0\.0\.1:([0-9]+)\ down ]]; then
-                current+=" ${BASH_REMATCH[1]}"
-            fi
-        done
-        current=${current# }
-        down=""
-        for i in 0 1 2; do
-            port=${APP_PORTS[i]}
-            status=$(http_status "$port" /health/ready 2>/dev/null) || status=refused
-            case $status in
-                200) ;;
-                "") [[ " $current " == *" $port "* ]] && down+=" $port" ;;
-                *) down+=" $port" ;;
-            esac
-        done
-        down=${down# }
-        [ "$down" = "${APP_PORTS[*]}" ] && down=""
-        if [ "$down" != "$current" ] && running_pid nginx >/dev/null; then
-            render_upstream "$down" >"$conf.tmp" && mv "$conf.tmp" "$conf"
-            "$NGINX_BIN" -q -e stderr -p "$DIR/nginx/" -c "$DIR/nginx/nginx.conf" -s reload &&
-                log "nginx upstream: down=[${down}]"
-        fi
-        sleep 0.2
-    done
-}
-
 # ---------------------------------------------------------------------- down / status
 
 cmd_down() {
     local name pid pids=() deadline
+    # The readiness watcher of earlier versions (it reloaded Nginx): stop a leftover one.
+    if pid=$(running_pid upstreams); then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_gone 10 "upstreams:$pid"
+    fi
     for name in "${PROCESSES[@]}"; do
         if pid=$(running_pid "$name"); then
             kill -TERM "$pid" 2>/dev/null || true
@@ -421,6 +371,5 @@ case ${1:-} in
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    _upstreams) cmd_upstreams ;;
     *) printf 'usage: %s up|down|status|env\n' "$0" >&2; exit 2 ;;
 esac

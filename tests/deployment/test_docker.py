@@ -206,6 +206,29 @@ def test_compose_nginx_upstreams_are_the_app_instances() -> None:
     assert port and services["nginx"]["ports"][0].endswith(f":{port.group(1)}")
 
 
+def test_nginx_closes_idle_upstream_connections_before_the_instances_do() -> None:
+    # Nginx never re-sends a POST written on a connection the instance is closing, so the
+    # instance must never be the one closing an idle pooled connection: neither on its own idle
+    # timeout nor when its listener closes SHUTDOWN_DELAY after SIGTERM (docs/deployment.md
+    # "Draining an instance").
+    from fleetkit.app.server import KEEP_ALIVE_TIMEOUT
+
+    conf = (NGINX / "nginx.conf").read_text()
+    upstream = re.search(r"^\s*upstream fleetkit_app \{(.*?)^\s*\}", conf, re.M | re.S)
+    assert upstream
+    idle = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream.group(1), re.M)
+    assert idle, "the upstream keepalive_timeout must be set (Nginx's default is 60 s)"
+    nginx_idle = int(idle.group(1))
+    assert nginx_idle < KEEP_ALIVE_TIMEOUT
+    app_env = compose()["services"]["app-1"]["environment"]
+    stack = re.search(r"SHUTDOWN_DELAY=\$\{SHUTDOWN_DELAY:-([\d.]+)\}",
+                      (ROOT / "scripts" / "stack.sh").read_text())
+    assert stack
+    for where, delay in (("compose", app_env["SHUTDOWN_DELAY"]), ("stack.sh", stack.group(1))):
+        # A margin of a second: Nginx's timers and a response finishing at SIGTERM.
+        assert float(delay) >= nginx_idle + 1, where
+
+
 def test_compose_bind_mounts_exist() -> None:
     sources = []
     for svc in compose()["services"].values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -9,6 +10,9 @@ import time
 
 import httpx
 
+from fleetkit.health.registry import HealthRegistry
+from fleetkit.health.shutdown import CloseWhileDraining
+from fleetkit.types import Message, Receive, Scope, Send
 from tests.support import ROOT, free_port, wait_port
 
 
@@ -49,3 +53,43 @@ def test_readiness_flips_to_503_at_sigterm_before_listener_closes() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _answer(begin_shutdown_while_in_flight: bool) -> list[tuple[bytes, bytes]]:
+    """The response headers CloseWhileDraining lets out for one request to a slow app."""
+    registry = HealthRegistry(interval=60)
+    in_flight, release = asyncio.Event(), asyncio.Event()
+    sent: list[Message] = []
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        in_flight.set()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"connection", b"keep-alive"), (b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    app = CloseWhileDraining(slow_app, registry=registry)
+    task = asyncio.create_task(app({"type": "http", "http_version": "1.1"}, receive, send))
+    await in_flight.wait()
+    if begin_shutdown_while_in_flight:
+        registry.begin_shutdown()
+    release.set()
+    await task
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    return list(sent[0]["headers"])
+
+
+async def test_a_request_in_flight_at_sigterm_closes_its_connection() -> None:
+    # The request began before the drain: its connection must not go back to the balancer's
+    # pool, where it could sit idle until the listener closes under it.
+    assert await _answer(True) == [(b"x-a", b"1"), (b"connection", b"close")]
+
+
+async def test_no_connection_close_while_not_draining() -> None:
+    assert await _answer(False) == [(b"connection", b"keep-alive"), (b"x-a", b"1")]

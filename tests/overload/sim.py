@@ -3,7 +3,9 @@
 The server model: a request admitted while ``n`` requests are in flight takes
 ``base + n / capacity`` seconds (the loop shares one CPU), and the event loop lags
 ``n * step`` seconds (each in-flight request runs a step per loop iteration), plus
-``extra_lag``. Deterministic: arrivals are evenly spaced, classes drawn from a seeded PRNG.
+``extra_lag``, plus ``refusal_lag`` for each request refused in the last 100 ms (the loop's
+time spent refusing, which no limit can lower). Deterministic: arrivals are evenly spaced,
+classes drawn from a seeded PRNG.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from fleetkit.overload import ADMITTED, REFUSED, AdmissionController, Priority
@@ -87,12 +89,22 @@ class Server:
     base: float = 0.002
     step: float = 0.0002
     extra_lag: float = 0.0
+    refusal_lag: float = 0.0
+    refusals: deque[float] = field(default_factory=deque)
     running: list[tuple[float, int, float, Request]] = field(default_factory=list)
     history: list[Request] = field(default_factory=list)
     _seq: int = 0
 
-    def lag(self) -> float:
-        return len(self.running) * self.step + self.extra_lag
+    def lag(self, now: float) -> float:
+        while self.refusals and self.refusals[0] < now - 0.1:
+            self.refusals.popleft()
+        return (len(self.running) * self.step + self.extra_lag
+                + len(self.refusals) * self.refusal_lag)
+
+    def refuse(self, request: Request, now: float) -> None:
+        request.outcome = "refused"
+        if self.refusal_lag:
+            self.refusals.append(now)
 
     def start(self, ctrl: AdmissionController, request: Request) -> None:
         now = ctrl.clock()
@@ -125,7 +137,7 @@ def run(ctrl: AdmissionController, clock: Clock, server: Server, *, rate: float,
             request.outcome, request.finished = "served", now
             ctrl.release(began)
         if i % 10 == 0:
-            lag = server.lag()
+            lag = server.lag(now)
             lags.append((now, lag))
             in_flight.append((now, ctrl.in_flight))
             ctrl.tick(lag, interval=0.01)
@@ -138,13 +150,13 @@ def run(ctrl: AdmissionController, clock: Clock, server: Server, *, rate: float,
             if verdict == ADMITTED:
                 server.start(ctrl, request)
             elif verdict == REFUSED:
-                request.outcome = "refused"
+                server.refuse(request, now)
             else:
                 def resolve(reason: str | None, request: Request = request) -> None:
                     if reason is None:
                         server.start(ctrl, request)
                     else:
-                        request.outcome = "refused"
+                        server.refuse(request, clock())
                 ctrl.enqueue(request.priority, resolve)
     server.history.extend(requests)
     return Result(start, clock(), requests, lags, in_flight)

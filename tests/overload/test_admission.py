@@ -70,6 +70,23 @@ def test_external_lag_does_not_pin_the_limit_at_its_floor() -> None:
     assert ctrl.limit > ctrl.min_limit
 
 
+def test_lag_from_refusing_does_not_cut_goodput_for_more_refusals() -> None:
+    clock = Clock()
+    # 20 ms of I/O per request: few in flight serve little (8 in flight: ~290/s).
+    server = Server(capacity=1000.0, base=0.02)
+    ctrl = AdmissionController(clock=clock, initial_limit=100)
+    # Refusing costs the loop time too: at 2,000 refusals/s, 30 ms of lag, 1.5x the target,
+    # however few requests are admitted. Cutting the limit for it would only refuse more.
+    server.refusal_lag = 0.00015
+    run(ctrl, clock, server, rate=3000, seconds=2)
+    loaded = run(ctrl, clock, server, rate=3000, seconds=5)
+    assert loaded.refused > 0
+    assert loaded.served_per_second >= 0.7 * server.capacity, loaded.served_per_second
+    assert loaded.p95_latency <= ctrl.target_latency
+    # The lag it tolerates for that is bounded: never more than 2.5 x the target.
+    assert 1.5 * ctrl._lag_floor <= 2.5 * ctrl.target_delay + 1e-9
+
+
 def test_the_limit_does_not_grow_while_it_is_not_used() -> None:
     clock = Clock()
     server = Server(capacity=1000.0)

@@ -12,8 +12,9 @@ whose request it has not parsed yet, although its bytes may be on the way. Here:
   workers' server itself);
 * a connection that has not carried a request yet is not closed: a balancer opens one only to
   send a request, which is answered with ``Connection: close``; idle kept-alive connections are
-  closed as before (the balancer's idle timeout being shorter than the drain delay, there are
-  none left by then: see docs/deployment.md "Draining an instance");
+  closed as before (the balancer's idle timeout being shorter than the drain delay and than
+  :data:`KEEP_ALIVE_TIMEOUT`, there are none left by then: see docs/deployment.md "Draining an
+  instance");
 * connections refused after the close are retried by the balancer elsewhere (nothing was sent).
 
 Needs the ``server`` extra (uvicorn); ``fleetkit serve`` imports this module only when it runs.
@@ -32,7 +33,12 @@ from uvicorn.supervisors import Multiprocess
 from fleetkit.app.headlimit import HeadLimitProtocol
 from fleetkit.overload.server import AdmissionProtocol
 
-__all__ = ["DrainingProtocol", "DrainingServer", "serve"]
+__all__ = ["KEEP_ALIVE_TIMEOUT", "DrainingProtocol", "DrainingServer", "serve"]
+
+#: Seconds an idle kept-alive connection stays open (uvicorn's default, stated: the balancer's
+#: idle timeout must stay below it, so that the balancer, never the server, closes an idle
+#: connection; deployment/nginx/nginx.conf upstream ``keepalive_timeout`` is 2 s).
+KEEP_ALIVE_TIMEOUT = 5
 
 
 class DrainingProtocol(HeadLimitProtocol, AdmissionProtocol):
@@ -117,6 +123,7 @@ def serve(app: str, *, host: str, port: int, workers: int, graceful_timeout: flo
     config = uvicorn.Config(
         app, factory=True, host=host, port=port, workers=workers, loop="uvloop",
         http=DrainingProtocol, lifespan="on", access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         timeout_graceful_shutdown=int(graceful_timeout), log_level=log_level,
         **options,
     )

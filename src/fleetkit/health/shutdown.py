@@ -69,7 +69,11 @@ class CloseWhileDraining:
     that a request could race into (Nginx does not re-send a POST that met a closed connection),
     and the balancer's next request opens a connection that is answered or refused before
     anything was sent. Outermost, so it covers answers of every layer (refusals included).
-    Costs nothing while the instance is not draining: no per-request wrapper then.
+
+    Decided when the response starts, not when the request arrived: a request already in flight
+    at SIGTERM (a slow login) closes its connection too. Kept alive, that connection could sit
+    idle in the balancer's pool up to its idle timeout, past the listener's close if the request
+    ended late in ``SHUTDOWN_DELAY``. Costs one wrapped ``send`` per response while not draining.
     """
 
     def __init__(self, app: ASGIApp, *, registry: HealthRegistry) -> None:
@@ -77,13 +81,13 @@ class CloseWhileDraining:
         self.registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or not self.registry.shutting_down
-                or scope.get("http_version", "1.1") not in ("1.0", "1.1")):
+        if scope["type"] != "http" or scope.get("http_version", "1.1") not in ("1.0", "1.1"):
             await self.app(scope, receive, send)
             return
+        registry = self.registry
 
         async def closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and registry.shutting_down:
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower()
                            != b"connection"]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}

@@ -13,7 +13,8 @@ How it decides (docs/overload.md has the reasons):
   binding, the mean **latency** of admitted requests against ``target_latency``. Lag that is
   there even with no more than ``min_limit`` requests in flight is external (CPU steal,
   throttling) and raises the lag target to 1.5x it, decaying, so it cannot pin the limit at its
-  floor while the instance could serve more. Over target:
+  floor while the instance could serve more; so does lag that three cuts in a row did not lower
+  (the loop's own cost of refusing a flood), up to 2.5x ``target_delay``. Over target:
   the limit drops to ``min(limit, peak in-flight) * max(0.5, target / observed)`` (at most
   halved, at least 10% off). Under target with the limit in use: it grows by ``sqrt(limit)``.
   Never below ``min_limit`` or above ``max_limit``.
@@ -66,6 +67,10 @@ Waiter = Callable[[str | None], None]
 _QUEUED = (Priority.CRITICAL, Priority.NORMAL, Priority.SHEDDABLE)
 #: Per window (100 ms): the external-lag floor halves in about 3.5 s once it is not renewed.
 _FLOOR_DECAY = 0.98
+#: Consecutive cuts after which a lag that has not fallen is judged not the admitted requests'.
+_FUTILE_CUTS = 3
+#: The most such a judgement may raise the lag tolerated, in multiples of ``target_delay``.
+_FUTILE_CAP = 2.5
 
 
 class AdmissionController:
@@ -121,6 +126,8 @@ class AdmissionController:
         # Lag seen with few requests in flight is not ours to fix (CPU steal, CFS throttling,
         # a noisy neighbour): shedding more would not lower it. Remembered, decaying.
         self._lag_floor = 0.0
+        # (lag, peak in flight) of the consecutive windows that cut the limit, newest last.
+        self._cuts: deque[tuple[float, int]] = deque(maxlen=_FUTILE_CUTS)
         self._last_tick: float | None = None
         self._tick_interval = 0.0
         self._lat_sum = 0.0
@@ -324,6 +331,14 @@ class AdmissionController:
         if self._queued == 0:
             self._nonempty_since = None
 
+    def _futile(self, lag: float) -> bool:
+        """The last cuts lowered the in-flight peak by a fifth or more, not the lag by a tenth."""
+        if len(self._cuts) < _FUTILE_CUTS:
+            return False
+        first_lag, first_peak = self._cuts[0]
+        return (lag > self.target_delay and lag >= 0.9 * first_lag
+                and self._peak <= 0.8 * first_peak)
+
     def _roll(self, now: float) -> None:
         """Close the window: judge its signals, move the limit, start the next window."""
         lag = self._lag_sum / self._lag_n if self._lag_n else 0.0
@@ -333,6 +348,13 @@ class AdmissionController:
         saturated = self._blocked or self._peak >= self.limit - 0.5
         if self._lag_n and self._peak <= self.min_limit:
             self._lag_floor = lag
+        elif self._futile(lag):
+            # Cut after cut, far fewer requests in flight, and the lag has not fallen: it is
+            # not theirs (e.g. the loop refusing a flood at the door, whose rate grows as
+            # refused clients come back sooner). Cutting on would only trade goodput for more
+            # refusals, so this lag is tolerated, up to _FUTILE_CAP x the target.
+            self._lag_floor = max(self._lag_floor, min(lag, _FUTILE_CAP / 1.5 *
+                                                       self.target_delay))
         else:
             self._lag_floor *= _FLOOR_DECAY
         over = lag / max(self.target_delay, 1.5 * self._lag_floor)
@@ -345,8 +367,10 @@ class AdmissionController:
             base = min(self.limit, max(float(self._peak), self.limit / 2))
             self.limit = max(float(self.min_limit), base * factor)
             self.overloaded = True
+            self._cuts.append((lag, self._peak))
         else:
             self.overloaded = False
+            self._cuts.clear()
             if saturated:
                 self.limit = min(float(self.max_limit), self.limit + math.sqrt(self.limit))
         self._set_caps()
