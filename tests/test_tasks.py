@@ -41,3 +41,41 @@ async def test_a_crash_is_raised_after_the_others_have_finished() -> None:
         await cancel_and_wait(crashed, other)
     assert other.cancelled()
 
+
+
+async def test_ignore_errors_waits_for_every_task_and_raises_nothing() -> None:
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    crashed, other = asyncio.create_task(crash()), asyncio.create_task(forever())
+    await asyncio.wait({crashed}, timeout=5)
+    await cancel_and_wait(crashed, other, ignore_errors=True)
+    assert other.cancelled()
+    assert isinstance(crashed.exception(), RuntimeError)
+
+
+async def test_the_callers_own_cancellation_is_not_swallowed() -> None:
+    # A stop under a timeout: the timeout must fire even though the task it waits for is slow
+    # to finish (its cleanup outlasts the deadline).
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow_cleanup() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        finally:
+            await release.wait()
+
+    task = asyncio.create_task(slow_cleanup())
+    await started.wait()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await cancel_and_wait(task)
+    assert not task.done()  # still in its cleanup, and still cancelled once it ends
+    release.set()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()

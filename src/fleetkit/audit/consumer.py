@@ -46,6 +46,7 @@ from fleetkit.audit.streams import DEFAULT_PREFIX, GROUP, dead_key, stream_key
 from fleetkit.errors import BackendUnavailable, ConfigError
 from fleetkit.health.status import ComponentStatus
 from fleetkit.redis import Script
+from fleetkit.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from fleetkit.config import Settings
@@ -144,9 +145,8 @@ class AuditConsumer:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # A loop that crashed is what gather has just raised: nothing to raise again.
+            await cancel_and_wait(*tasks, ignore_errors=True)
 
     # --- one shard ------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from fleetkit.audit.spool import DiskSpool, FsyncPolicy, read_records
 from fleetkit.audit.streams import DEFAULT_PREFIX, stream_keys, xadd, xadd_many
 from fleetkit.errors import AuditError, ConfigError, InvalidAuditEvent
 from fleetkit.health.status import ComponentStatus, Status
+from fleetkit.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from fleetkit.config import Settings
@@ -352,10 +353,8 @@ class AuditLog:
         if self._redis is not None and not self._drained():
             await self.drain_spool(self._close_timeout)
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Whatever a task ended with, the spool's files and the sink are still to release.
+        await cancel_and_wait(*self._tasks, ignore_errors=True)
         self._spool.close()
         if self._sink is not None:
             await self._sink.aclose()

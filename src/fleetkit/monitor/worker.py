@@ -29,6 +29,7 @@ from fleetkit.keys import (
     session_index_pattern,
 )
 from fleetkit.redis import Coalescer, Script, create_client
+from fleetkit.tasks import cancel_and_wait
 
 __all__ = ["BUCKETS", "WorkerConfig", "bucket_of", "run_worker"]
 
@@ -134,9 +135,8 @@ class _Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), self.config.interval)
         finally:
-            beat.cancel()
-            with contextlib.suppress(BaseException):
-                await beat
+            # The heartbeat failing (the parent gone) must not keep the lease from release.
+            await cancel_and_wait(beat, ignore_errors=True)
             with contextlib.suppress(Exception):
                 if self.leader:
                     await RELEASE(client, [self.config.lease_key], [owner])

@@ -12,6 +12,7 @@ import time
 
 from fleetkit.ratelimit import metrics
 from fleetkit.ratelimit.backend import RateLimitBackend
+from fleetkit.tasks import cancel_and_wait
 
 __all__ = ["Heartbeat"]
 
@@ -58,9 +59,7 @@ class Heartbeat:
     async def aclose(self, *, leave: bool) -> None:
         """Stop beating; with ``leave``, also leave the set (best effort, time-boxed)."""
         self.closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks, ignore_errors=True)  # beat() keeps its own failures
         if not leave:
             return
         try:
