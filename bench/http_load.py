@@ -135,7 +135,13 @@ def main() -> int:
            "DATABASE_READ_URLS": PG_REPLICA_URL, "RATE_LIMIT_IP": "1000000/second",
            "RATE_LIMIT_USER": "1000000/second", "LOG_LEVEL": "warning",
            "SESSION_COOKIE_SECURE": "false", "WEB_CONCURRENCY": "1",
-           "AUDIT_SPOOL_DIR": "/tmp/fleetkit-bench-spool"}
+           "AUDIT_SPOOL_DIR": "/tmp/fleetkit-bench-spool",
+           # What a request costs at saturation, as bench/overload.py measures capacity C: with
+           # admission control on (as shipped; bench/overload.py measures it) wrk's 64
+           # back-to-back connections at saturation get part 503s (6,819 of 11,072 measured on
+           # 2026-12-02), and refusals, which touch no Redis, would dilute the per-request
+           # costs and round trips reported here.
+           "OVERLOAD_ENABLED": os.environ.get("OVERLOAD_ENABLED", "false")}
     fleetkit = str(ROOT / ".venv" / "bin" / "fleetkit")
     subprocess.run([fleetkit, "migrate"], env=env, check=True, capture_output=True)
     server = subprocess.Popen([fleetkit, "serve", "--port", str(port)], env=env,
