@@ -28,7 +28,8 @@ async def test_returns_after_each_task_has_run_its_cleanup() -> None:
     assert all(t.cancelled() for t in tasks)
 
 
-async def test_a_crash_is_raised_after_the_others_have_finished() -> None:
+async def _crashed_and_running() -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """A task that has crashed and one still running."""
     async def crash() -> None:
         raise RuntimeError("boom")
 
@@ -37,21 +38,19 @@ async def test_a_crash_is_raised_after_the_others_have_finished() -> None:
 
     crashed, other = asyncio.create_task(crash()), asyncio.create_task(forever())
     await asyncio.wait({crashed}, timeout=5)
+    assert crashed.done()
+    return crashed, other
+
+
+async def test_a_crash_is_raised_after_the_others_have_finished() -> None:
+    crashed, other = await _crashed_and_running()
     with pytest.raises(RuntimeError, match="boom"):
         await cancel_and_wait(crashed, other)
     assert other.cancelled()
 
 
-
 async def test_ignore_errors_waits_for_every_task_and_raises_nothing() -> None:
-    async def crash() -> None:
-        raise RuntimeError("boom")
-
-    async def forever() -> None:
-        await asyncio.Event().wait()
-
-    crashed, other = asyncio.create_task(crash()), asyncio.create_task(forever())
-    await asyncio.wait({crashed}, timeout=5)
+    crashed, other = await _crashed_and_running()
     await cancel_and_wait(crashed, other, ignore_errors=True)
     assert other.cancelled()
     assert isinstance(crashed.exception(), RuntimeError)
