@@ -431,24 +431,20 @@ async def test_kill9_and_sigterm_under_load_lose_no_audit_event(stack: Path) -> 
         APPS[drained].removeprefix("http://")
     killed_pid, drained_pid = pid_of(killed), pid_of(drained)
     log = LoadLog()
-    stop_at = time.monotonic() + 8
+    done = asyncio.Event()
+    clients = 24
 
     async def client_task() -> None:
         # Default limits: each client keeps its connection to Nginx alive between requests, as
         # real clients do (Nginx is never reloaded, so nothing closes them under a client).
         async with new_client(timeout=30) as client:
-            while time.monotonic() < stop_at:
+            while not done.is_set():
                 await cycle(client, log)
 
-    async def chaos() -> None:
-        await asyncio.sleep(2)
-        os.kill(killed_pid, signal.SIGKILL)
-        await asyncio.sleep(1.5)
-        log.sigterm_sent = True
-        os.kill(drained_pid, signal.SIGTERM)
-
-    clients = 24
-    await asyncio.gather(chaos(), *(client_task() for _ in range(clients)))
+    async def answered(at_least: int) -> None:
+        async def enough() -> bool:
+            return log.responses >= at_least
+        await poll(enough, 90, f"{at_least} responses under load")
 
     async def drained_exited() -> bool:
         try:
@@ -457,7 +453,21 @@ async def test_kill9_and_sigterm_under_load_lose_no_audit_event(stack: Path) -> 
             return True
         return False
 
-    await poll(drained_exited, 40, f"{drained} to finish draining")
+    async def chaos() -> None:
+        # Each fault waits for the load to be running (answers counted), not for a guessed
+        # delay, and the load goes on until the drained instance has exited: its whole drain,
+        # listener close included, happens under load however slow the machine is.
+        try:
+            await answered(2 * clients)
+            os.kill(killed_pid, signal.SIGKILL)
+            await answered(log.responses + clients)
+            log.sigterm_sent = True
+            os.kill(drained_pid, signal.SIGTERM)
+            await poll(drained_exited, 40, f"{drained} to finish draining")
+        finally:
+            done.set()
+
+    await asyncio.gather(chaos(), *(client_task() for _ in range(clients)))
     assert "Finished server process" in (STACK_DIR / "logs" / f"{drained}.log").read_text()
 
     # Every failure must be a request that was inside the killed instance when it died.
