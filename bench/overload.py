@@ -122,7 +122,6 @@ def server(kind: str, *, overload: bool) -> Iterator[str]:
 # the same placement, so every ratio compares like with like.
 SERVER_CPUS: set[int] = set()
 SERVER_PIDS: dict[str, int] = {}  # base URL -> the server's pid (for its CPU time)
-OTHER_CPUS: set[int] = set()
 
 
 def _pin_server() -> None:
@@ -140,16 +139,15 @@ def placement(enabled: bool) -> Iterator[dict[str, Any]]:
         return
     SERVER_CPUS.clear()
     SERVER_CPUS.add(cpus[0])
-    OTHER_CPUS.clear()
-    OTHER_CPUS.update(cpus[1:])
+    others = set(cpus[1:])
     moved = 0
     for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
         try:
-            os.sched_setaffinity(int(task.name), OTHER_CPUS)
+            os.sched_setaffinity(int(task.name), others)
             moved += 1
         except OSError:  # kernel threads, or gone
             pass
-    info.update(pinned=True, server_cpus=sorted(SERVER_CPUS), other_cpus=sorted(OTHER_CPUS),
+    info.update(pinned=True, server_cpus=sorted(SERVER_CPUS), other_cpus=sorted(others),
                 threads_moved=moved)
     try:
         yield info
@@ -543,7 +541,7 @@ def run(ns: argparse.Namespace, where: dict[str, Any]) -> int:
 
     def capacity_now() -> float:
         """C again, on a fresh plain server, just before a phase: this machine's speed drifts
-        by up to 2x within minutes (measured: 636 then 1,120 2xx/s ten minutes apart), so each
+        by up to 2x within minutes (measured: 815 to 1,465 2xx/s within 8 minutes), so each
         phase offers 3 x, and is judged against, the C measured next to it."""
         with server("uvicorn", overload=False) as base:
             now = capacity(base, warm(base), cap_s)
