@@ -7,15 +7,17 @@ accepted but the event loop had not picked up yet, and ``shutdown()`` closes eve
 whose request it has not parsed yet, although its bytes may be on the way. Here:
 
 * before the listener closes, the connections already waiting in its accept queue are accepted
-  and served (synchronously up to the close, so nothing can slip in between; with one worker
-  per process, ``WEB_CONCURRENCY=1``, as the local stack runs: uvicorn's supervisor builds the
-  workers' server itself);
+  and served (synchronously up to the close, so nothing can slip in between; fully so with one
+  worker per process, ``WEB_CONCURRENCY=1``, as the local stack runs: with ``--workers`` the
+  supervisor keeps its own descriptor of the listener until the last worker has exited);
 * a connection that has not carried a request yet is not closed: a balancer opens one only to
   send a request, which is answered with ``Connection: close``; idle kept-alive connections are
   closed as before (the balancer's idle timeout being shorter than the drain delay and than
   :data:`KEEP_ALIVE_TIMEOUT`, there are none left by then: see docs/deployment.md "Draining an
   instance");
 * connections refused after the close are retried by the balancer elsewhere (nothing was sent).
+
+Connections are accepted in batches, not one per event-loop iteration: see :class:`DrainingServer`.
 
 Needs the ``server`` extra (uvicorn); ``fleetkit serve`` imports this module only when it runs.
 """
@@ -29,7 +31,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from fleetkit.app.headlimit import HeadLimitProtocol
 from fleetkit.overload.server import AdmissionProtocol
@@ -176,6 +178,16 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+class DrainingProcess(multiprocess.Process):
+    """A ``--workers`` worker process running :class:`DrainingServer` (uvicorn's runs its own)."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = DrainingServer(config=self.config)
+        return self._server
+
+
 def serve(app: str, *, host: str, port: int, workers: int, graceful_timeout: float,
           log_level: str, **options: Any) -> None:
     """Run ``app`` (an import string of an app factory) until SIGTERM, then drain.
@@ -193,8 +205,9 @@ def serve(app: str, *, host: str, port: int, workers: int, graceful_timeout: flo
     sock = config.bind_socket()
     try:
         if workers > 1:
-            # uvicorn's supervisor builds its workers' Server itself: they get the draining
-            # protocol, not the accept-queue emptying (one worker per instance gets both).
+            # uvicorn's supervisor builds its workers from the module's Process class: this
+            # process runs nothing else, so its workers are made draining, batch-accepting ones.
+            multiprocess.Process = DrainingProcess  # type: ignore[misc]
             Multiprocess(config, sockets=[sock]).run()
         else:
             server.run(sockets=[sock])
