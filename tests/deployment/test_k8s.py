@@ -12,6 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from fleetkit.app.server import KEEP_ALIVE_TIMEOUT
 from fleetkit.config import Settings, load_settings
 from tests.deployment.tooling import K8S, load_documents
 
@@ -308,3 +309,12 @@ def test_readme_documents_the_apply_order() -> None:
             < order["hpa.yaml"])
     secret = readme.index("create secret generic fleetkit-secrets")
     assert secret < readme.index("apply -f deployment/k8s/deployment.yaml")
+
+
+def test_readme_keeps_the_ingress_idle_timeout_below_the_servers() -> None:
+    # The balancer, never the pod, must close an idle upstream connection: a POST written on one
+    # the pod is closing fails (docs/deployment.md "Draining an instance").
+    readme = (K8S / "README.md").read_text()
+    values = re.findall(r'upstream-keepalive-timeout: "(\d+)"', readme)
+    assert values, "the README does not set ingress-nginx's upstream-keepalive-timeout"
+    assert all(int(v) < KEEP_ALIVE_TIMEOUT for v in values), values
