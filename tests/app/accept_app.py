@@ -3,8 +3,8 @@
 ``GET /block?until=<path>`` starts a callback that re-schedules itself with ``call_soon`` (so it
 runs once per loop iteration and counts them), writes ``<path>.blocking`` and blocks the loop until
 ``<path>`` exists: the client opens its connections meanwhile, and they wait in the kernel's
-accept queue. Every other
-request answers the iteration at which the app saw it; ``GET /stop`` ends the count.
+accept queue. Every other request answers the iteration at which the app saw it; ``GET /stop``
+ends the count.
 """
 
 from __future__ import annotations

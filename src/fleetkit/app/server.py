@@ -44,7 +44,8 @@ __all__ = ["ACCEPT_BATCH", "KEEP_ALIVE_TIMEOUT", "DrainingProtocol", "DrainingSe
 KEEP_ALIVE_TIMEOUT = 5
 
 #: Connections accepted per readiness of a listener: a burst of 1024 new clients is taken in four
-#: loop iterations, while one iteration's accepts still cost well under a millisecond.
+#: loop iterations, each costing at most about one busy iteration (256 accepts and their attach
+#: tasks measured 3.5-4.5 ms under uvloop, ~15 us a connection).
 ACCEPT_BATCH = 256
 #: Seconds before accepting again after the process ran out of descriptors (asyncio's delay).
 ACCEPT_RETRY_DELAY = 1.0
@@ -157,23 +158,18 @@ class DrainingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
-        pending: list[socket.socket] = []
         for listener in getattr(self, "_listeners", []):
-            if listener.fileno() == -1:
-                continue
             loop.remove_reader(listener.fileno())
             while True:
                 try:
                     conn, _ = listener.accept()
                 except OSError:  # BlockingIOError: the queue is empty
                     break
-                pending.append(conn)
+                self._attach(conn)
             listener.close()
-        # No await since the last accept: the listener closes with an empty queue.
-        for conn in pending:
-            conn.setblocking(False)
-            await loop.connect_accepted_socket(self._protocol, conn)
-        if self._attaching:  # accepted just before: their protocols exist before the shutdown
+        # No await since the last accept: the listener closes with an empty queue. Every
+        # accepted connection gets its protocol before uvicorn's shutdown looks for them.
+        if self._attaching:
             await asyncio.gather(*self._attaching, return_exceptions=True)
         await super().shutdown(sockets=sockets)
 
