@@ -233,3 +233,22 @@ async def test_health_warns_while_shedding() -> None:
 def test_bad_options_raise_a_config_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         AdmissionController(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_standing_queue_holds_only_what_completions_drain_within_target_delay() -> None:
+    clock = Clock()
+    ctrl = AdmissionController(clock=clock, min_limit=10, max_limit=10, target_delay=0.01,
+                               queue_timeout=0.05, target_latency=100)
+    for _ in range(10):
+        assert ctrl.try_admit(Priority.NORMAL) == ADMITTED
+    for _ in range(20):  # 200 completions/s: 2 of them in target_delay
+        ctrl.release(clock())
+        assert ctrl.try_admit(Priority.NORMAL) == ADMITTED
+    clock.advance(ctrl.window)
+    for _ in range(3):  # a young queue holds up to the limit
+        assert ctrl.try_admit(Priority.NORMAL) == QUEUE
+        ctrl.enqueue(Priority.NORMAL, lambda reason: None)
+    clock.advance(0.06)  # not empty for longer than queue_timeout: standing
+    # A fourth waiter would only time out after target_delay: refused now, cheaply.
+    assert ctrl.try_admit(Priority.NORMAL) == REFUSED
+    assert ctrl.queued == 3

@@ -141,6 +141,24 @@ async def test_refusals_are_written_before_the_app_runs() -> None:
             w.close()
 
 
+async def test_a_burst_is_decided_at_the_door_whatever_its_timing() -> None:
+    """Requests read in one loop iteration all pass the door before any of them runs: the door
+    must take the whole decision (slot, queue place or refusal), not only refuse a full queue."""
+    async with serving() as served:
+        conns = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(4)]
+        for _, writer in conns:
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.gather(*(writer.drain() for _, writer in conns))
+        await wait_for(lambda: served.controller.refused[Priority.NORMAL] == 2, "two refused")
+        assert (served.controller.in_flight, served.controller.queued) == (1, 1)
+        served.release.set()
+        answers = sorted([(await response(reader))[0] for reader, _ in conns])
+        assert answers == [200, 200, 503, 503]
+        assert served.app.calls == ["/slow", "/slow"]  # the refused two never reached the app
+        for _, writer in conns:
+            writer.close()
+
+
 async def test_a_refused_post_body_is_discarded_and_pipelining_keeps_order() -> None:
     async with serving() as served:
         holders = await fill(served)

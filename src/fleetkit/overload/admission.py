@@ -22,7 +22,8 @@ How it decides (docs/overload.md has the reasons):
   waits in a bounded queue, highest priority first. While the queue keeps emptying it is FIFO
   with a ``queue_timeout`` deadline; once it has not been empty for ``queue_timeout`` (a standing
   queue: offered load above capacity) it turns LIFO and the deadline shrinks to
-  ``target_delay``, so the requests served are the fresh ones and the rest are refused early.
+  ``target_delay``, so the requests served are the fresh ones and the rest are refused early;
+  it then holds only what the last window's completions drain within ``target_delay``.
 * **Priorities**: critical requests may exceed the limit by ``critical_reserve`` (a share of it)
   and are dequeued first; a full queue evicts its lowest-priority waiter for a more important
   arrival; sheddable requests are refused at once, never queued, while overloaded.
@@ -106,6 +107,7 @@ class AdmissionController:
         self.on_window = on_window
         start = 32.0 if initial_limit is None else float(initial_limit)
         self.limit = float(min(max(start, min_limit), max_limit))
+        self._standing_cap = max_limit
         self._set_caps()
         self.in_flight = 0
         #: Mean event-loop lag and mean queue wait of the last window (what requests waited).
@@ -155,6 +157,7 @@ class AdmissionController:
         self._caps = {Priority.CRITICAL: critical, Priority.NORMAL: self.limit,
                       Priority.SHEDDABLE: self.limit}
         self._queue_cap = max(1, int(self.limit))
+        self._standing_cap = min(self._queue_cap, self._standing_cap)
 
     def _cap(self, priority: Priority) -> float:
         return self._caps[priority]
@@ -180,28 +183,6 @@ class AdmissionController:
             self.last_refusal = now
             return REFUSED
         return QUEUE
-
-    def refuse_early(self, priority: Priority) -> bool:
-        """True (and counted) if :meth:`try_admit` would refuse this request outright.
-
-        For the server's protocol (:mod:`fleetkit.overload.server`), before it builds the ASGI
-        request (1.6x the refusals/s of the ASGI path, bench/overload_refusal.py). Never takes a
-        slot, never queues, never evicts (an arrival that could evict a waiter is left to
-        :meth:`try_admit`): False means "ask :meth:`try_admit`".
-        """
-        if priority is Priority.NEVER:
-            return False
-        now = self.clock()
-        if now >= self._window_end:
-            self._roll(now)
-        if self.in_flight < self._caps[priority] or not self._hopeless(priority, now):
-            return False
-        if priority is not Priority.SHEDDABLE and self._has_below(priority):
-            return False
-        self._blocked = True
-        self.refused[priority] += 1
-        self.last_refusal = now
-        return True
 
     def enqueue(self, priority: Priority, waiter: Waiter) -> None:
         """Queue a request :meth:`try_admit` answered ``QUEUE`` for; ``waiter`` is called later."""
@@ -279,8 +260,13 @@ class AdmissionController:
 
     def _hopeless(self, priority: Priority, now: float) -> bool:
         # No slot free: a full queue, or a sheddable request while overloaded (it never queues).
-        return self._queued >= self._queue_cap or (priority is Priority.SHEDDABLE and (
-            self.overloaded or self._standing(now)))
+        # A standing queue holds only what the completions free within target_delay: anyone
+        # queued beyond that would wait out the deadline and be refused late, after costing an
+        # ASGI task, where refusing now costs one write and no wait.
+        standing = self._standing(now)
+        cap = self._standing_cap if standing else self._queue_cap
+        return self._queued >= cap or (priority is Priority.SHEDDABLE and (
+            self.overloaded or standing))
 
     def _has_below(self, priority: Priority) -> bool:
         return any(self._queues[p] for p in _QUEUED if p > priority)
@@ -373,6 +359,8 @@ class AdmissionController:
             self._cuts.clear()
             if saturated:
                 self.limit = min(float(self.max_limit), self.limit + math.sqrt(self.limit))
+        # What the last window's completions would drain from a standing queue in target_delay.
+        self._standing_cap = max(1, math.ceil(self._lat_n / self.window * self.target_delay))
         self._set_caps()
         self.loop_lag = lag
         self.queue_delay = lag + (self._wait_sum / self._wait_n if self._wait_n else 0.0)

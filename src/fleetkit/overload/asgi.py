@@ -10,6 +10,9 @@ Cheaper still, a server can ask before it builds the ASGI request at all: the mi
 its :meth:`OverloadMiddleware.door` into the lifespan state (``scope["state"]`` under
 :data:`DOOR_STATE_KEY`), and ``fleetkit serve``'s protocol (:mod:`fleetkit.overload.server`)
 writes the refusal's preallocated bytes straight to the socket: no ASGI task, no middleware.
+The door takes the whole decision; a request it lets in carries it in ``scope`` under
+:data:`DECISION_KEY` (a slot taken, or a place in the queue), so every request the door lets
+in must reach this middleware: that is another reason it is outermost.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from fleetkit.overload.classify import RouteClassifier
 from fleetkit.overload.sampler import LoopLagSampler
 from fleetkit.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["DOOR_STATE_KEY", "PROBLEM_TYPE", "OverloadMiddleware", "refusal_body"]
+__all__ = ["DECISION_KEY", "DOOR_STATE_KEY", "PROBLEM_TYPE", "OverloadMiddleware", "refusal_body"]
 
 PROBLEM_TYPE = "overloaded"
 #: Lifespan-state key of the door (``Callable[[Scope], bytes | None]``) a server may call.
 DOOR_STATE_KEY = "fleetkit.overload.door"
+#: Scope key of the door's decision for a request it let in, honoured by the middleware.
+DECISION_KEY = "fleetkit.overload.decision"
 
 
 def refusal_body() -> bytes:
@@ -41,6 +46,10 @@ def refusal_body() -> bytes:
         "detail": "this instance is overloaded; retry after the time given in Retry-After "
                   "(another instance may answer sooner)",
     })
+
+
+#: A queued request: the future its waiter resolves, and the waiter (to discard it).
+_Ticket = tuple["asyncio.Future[str | None]", Callable[[str | None], None]]
 
 
 def _resolver(future: asyncio.Future[str | None]) -> Callable[[str | None], None]:
@@ -93,19 +102,22 @@ class OverloadMiddleware:
                 scope["state"][DOOR_STATE_KEY] = self.door
             await self.app(scope, receive, send)
             return
-        priority = self.classifier(scope)
-        if priority is Priority.NEVER:
-            await self.app(scope, receive, send)
-            return
-        controller = self.controller
-        if not self.sampler.running:
-            self.sampler.start()
-        verdict = controller.try_admit(priority)
-        if verdict != ADMITTED:
+        decided: tuple[Priority, _Ticket | None] | None = scope.pop(DECISION_KEY, None)
+        if decided is None:  # no door ran (another server, or no lifespan): decide here
+            priority = self.classifier(scope)
+            if priority is Priority.NEVER:
+                await self.app(scope, receive, send)
+                return
+            verdict = self._admit(priority)
             if verdict == REFUSED:
                 await self._refuse(send, priority, "limit")
                 return
-            reason = await self._wait(priority)
+            ticket = None if verdict == ADMITTED else self._enqueue(priority)
+        else:
+            priority, ticket = decided
+        controller = self.controller
+        if ticket is not None:
+            reason = await self._wait(ticket)
             if reason is not None:
                 await self._refuse(send, priority, reason)
                 return
@@ -118,23 +130,40 @@ class OverloadMiddleware:
     def door(self, scope: Scope) -> bytes | None:
         """A whole 503 response to write instead of running the request, or None to run it.
 
-        Called by the server with the request's scope before any ASGI work (see the module
-        docstring). Refuses only what :meth:`AdmissionController.try_admit` would refuse
-        outright; everything else (admitted, queued) goes through :meth:`__call__` as usual.
+        Called by the server with the request's scope as it starts the request's task (see the
+        module docstring): the one admission decision for that request. A refusal is returned
+        as bytes; an admitted or queued request carries the decision in its scope
+        (:data:`DECISION_KEY`) to :meth:`__call__`, which serves it or waits. Deciding here,
+        not in the task, matters for a burst: every request read in one loop iteration passes
+        the door before any task runs, so a door that only refused what the queue could not
+        hold would let the whole burst through, to be refused one task at a time.
         """
         if scope["type"] != "http":
             return None
         priority = self.classifier(scope)
-        if not self.controller.refuse_early(priority):
+        if priority is Priority.NEVER:
             return None
-        self._refused[priority, "limit"].inc()
-        raw = self._raw
-        return raw[int(self._random() * len(raw))]
+        verdict = self._admit(priority)
+        if verdict == REFUSED:
+            self._refused[priority, "limit"].inc()
+            raw = self._raw
+            return raw[int(self._random() * len(raw))]
+        scope[DECISION_KEY] = (priority, None if verdict == ADMITTED else self._enqueue(priority))
+        return None
 
-    async def _wait(self, priority: Priority) -> str | None:
+    def _admit(self, priority: Priority) -> int:
+        if not self.sampler.running:
+            self.sampler.start()
+        return self.controller.try_admit(priority)
+
+    def _enqueue(self, priority: Priority) -> _Ticket:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         waiter = _resolver(future)
         self.controller.enqueue(priority, waiter)
+        return future, waiter
+
+    async def _wait(self, ticket: _Ticket) -> str | None:
+        future, waiter = ticket
         try:
             return await future
         except asyncio.CancelledError:

@@ -11,8 +11,9 @@ instance offered 3x its capacity keeps for the requests it serves.
 
 The decision is the middleware's (:meth:`fleetkit.overload.OverloadMiddleware.door`), found in
 the lifespan state where the middleware put it: with no :class:`OverloadMiddleware` in the app
-(or ``--lifespan off``) this protocol behaves exactly like uvicorn's. Only outright refusals
-happen here; admitted and queued requests go through the middleware as before.
+(or ``--lifespan off``) this protocol behaves exactly like uvicorn's. The door takes each
+request's whole decision as the request's task is started (a burst read in one loop iteration
+is decided before any of it runs); admitted and queued requests carry it to the middleware.
 
 Needs the ``server`` extra (uvicorn + httptools).
 """
